@@ -1,0 +1,19 @@
+"""visionpe: positional embeddings for vision and video transformers behind one interface."""
+from .base import Grid, PositionalEmbedding, TableCache, attend, check_grid, grid_positions, split_dim
+from .registry import build_pe, get_pe_class, list_pes, register_pe
+
+__version__ = "0.1.0"
+
+# each family module registers its PEs on import
+from . import (  # noqa: E402,F401
+    absolute,
+    alibi,
+    conditional,
+    cpb,
+    nope,
+    rel_bias,
+    rel_decomposed,
+    rope,
+    rope_mixed,
+    scaling,
+)
