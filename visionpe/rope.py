@@ -1,0 +1,262 @@
+"""``rope-axial``: axial rotary position embedding for 2D and 3D grids (RoPE-ViT, HunyuanVideo, Wan, CogVideoX).
+
+The head dim ``d`` is split into one block per axis, ``dims = (d_0, …, d_{A−1})`` with
+``Σ d_a = d``.  Block ``a`` is a 1D RoPE of the axis-``a`` coordinate ``p_a``: its complex channel ``i``
+turns by the angle ``p_a·θ^a_i`` with ``θ^a_i = base_a^(−2i/d_a)`` (optionally changed by a scaling
+rule from :mod:`visionpe.scaling`).  Queries and keys are rotated, values are not, so the logit
+``⟨R(p)q, R(p′)k⟩`` depends on ``p − p′`` only.
+
+Two pair layouts are in use and they are not interchangeable with pretrained weights:
+
+* ``"interleaved"`` (GPT-J, RoPE-ViT, diffusers ``use_real_unbind_dim=-1``, timm's default): channel
+  ``i`` rotates the pair ``(x_{2i}, x_{2i+1})``; cos/sin rows read ``c0 c0 c1 c1 …``;
+* ``"half"`` (GPT-NeoX, diffusers ``use_real_unbind_dim=-2``, timm ``rotate_half``): channel ``i``
+  rotates ``(x_i, x_{i+d/2})``; cos/sin rows read ``c0 c1 … c0 c1 …``.
+
+The blocks of the axes are concatenated in axis order before the layout is applied, as in
+diffusers' HunyuanVideo, Wan and CogVideoX RoPE.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .base import PositionalEmbedding, TableCache, grid_positions, split_dim
+from .registry import register_pe
+from .scaling import ScalingRule, find_intrinsic_component, rope_frequencies
+
+__all__ = [
+    "LAYOUTS",
+    "AxialRoPE",
+    "apply_rope",
+    "check_layout",
+    "expand_layout",
+    "find_intrinsic_component",
+    "grid_positions",
+    "rope_cos_sin",
+    "rope_frequencies",
+]
+
+LAYOUTS = ("interleaved", "half")
+
+Scaling = ScalingRule | Sequence[ScalingRule | None] | None
+
+
+def check_layout(layout: str) -> str:
+    """Return ``layout`` if it is one of :data:`LAYOUTS`, else raise ``ValueError`` listing them."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown RoPE layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    return layout
+
+
+def expand_layout(values: Tensor, layout: str) -> Tensor:
+    """Spread per-channel values ``(..., d/2)`` over the ``(..., d)`` channels they rotate.
+
+    ``"interleaved"`` repeats each value twice (``v0 v0 v1 v1 …``); ``"half"`` concatenates two copies
+    (``v0 v1 … v0 v1 …``).
+    """
+    if check_layout(layout) == "interleaved":
+        return values.repeat_interleave(2, dim=-1)
+    return torch.cat([values, values], dim=-1)
+
+
+def _per_axis(name: str, value, num_axes: int) -> tuple:
+    """``value`` repeated for every axis, or ``value`` itself when it is a per-axis sequence."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return (value,) * num_axes
+    if len(value) != num_axes:
+        raise ValueError(f"{name} has {len(value)} entries for {num_axes} axes; give one per axis or a single value")
+    return tuple(value)
+
+
+def _check_axes(dims: Sequence[int], base, scaling: Scaling, num_axes: int):
+    """Validate ``dims``/``base``/``scaling`` for ``num_axes`` axes and return them as tuples."""
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise ValueError(f"dims must be a sequence with one even int per axis, got {dims!r}")
+    dims = tuple(dims)
+    if len(dims) != num_axes:
+        raise ValueError(f"dims={dims} has {len(dims)} entries for {num_axes} axes; "
+                         f"give one rotary dim per axis")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int) or d < 0 or d % 2:
+            raise ValueError(f"every rotary dim must be an even int >= 0, got dims={dims}; "
+                             f"rotary channels come in pairs")
+    bases = _per_axis("base", base, num_axes)
+    rules = (scaling,) * num_axes if scaling is None or isinstance(scaling, ScalingRule) else \
+        _per_axis("scaling", scaling, num_axes)
+    for rule in rules:
+        if rule is not None and not isinstance(rule, ScalingRule):
+            raise ValueError(f"scaling entries must be visionpe.scaling rules (PI, NTK, YaRN, RIFLEx) or None, "
+                             f"got {rule!r}")
+    return dims, bases, rules
+
+
+def rope_cos_sin(
+    positions: Tensor,
+    dims: Sequence[int],
+    base: float | Sequence[float] = 10000.0,
+    scaling: Scaling = None,
+    layout: str = "interleaved",
+) -> tuple[Tensor, Tensor]:
+    """Cos and sin tables of an axial RoPE.
+
+    Args:
+        positions: ``(N, A)`` coordinates of the tokens (integer or fractional), e.g.
+            :func:`grid_positions`; converted to float64.
+        dims: one even rotary dim per axis, ``D = sum(dims)``; 0 leaves an axis unrotated.
+        base: the RoPE base, one for every axis or one per axis.
+        scaling: ``None``, one rule for every axis, or one rule-or-``None`` per axis
+            (see :mod:`visionpe.scaling`).
+        layout: ``"interleaved"`` or ``"half"`` (see the module docstring).
+
+    Returns:
+        ``(cos, sin)``, each ``(N, D)`` float32 on the device of ``positions``.  Angles are computed in
+        float64; each axis block is multiplied by its rule's ``cos_sin_scale``.
+
+    Raises:
+        ValueError: odd or negative dims, per-axis arguments whose length is not ``A``, non-finite
+            positions, an unknown layout, or a rule that rejects its axis (e.g. RIFLEx ``k`` > d_a/2).
+    """
+    check_layout(layout)
+    if not isinstance(positions, Tensor) or positions.dim() != 2:
+        raise ValueError(f"positions must be an (N, A) tensor, got "
+                         f"{tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__}")
+    dims, bases, rules = _check_axes(dims, base, scaling, positions.shape[1])
+    device = positions.device
+    # float64 is not available everywhere (Apple MPS): compute on the CPU there and move the result
+    work = torch.device("cpu") if device.type == "mps" else device
+    pos = positions.to(work, torch.float64)
+    if not torch.isfinite(pos).all():
+        raise ValueError("positions contain NaN or inf; every token needs a finite coordinate")
+    cos_blocks, sin_blocks = [], []
+    for axis, (d, b, rule) in enumerate(zip(dims, bases, rules)):
+        theta = rope_frequencies(d, b) if rule is None else rule.frequencies(d, b)
+        angles = pos[:, axis, None] * theta.to(work)[None, :]
+        scale = 1.0 if rule is None else rule.cos_sin_scale
+        cos_blocks.append(angles.cos() * scale)
+        sin_blocks.append(angles.sin() * scale)
+    cos = expand_layout(torch.cat(cos_blocks, dim=-1), layout)
+    sin = expand_layout(torch.cat(sin_blocks, dim=-1), layout)
+    return cos.to(device, torch.float32), sin.to(device, torch.float32)
+
+
+def _rotate_pairs(x: Tensor, layout: str) -> Tensor:
+    """The partner of every channel with the sign of a +90° turn: ``(a, b) -> (−b, a)`` per pair."""
+    if layout == "interleaved":
+        first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
+        return torch.stack([-second, first], dim=-1).flatten(-2)
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat([-second, first], dim=-1)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
+    """Rotate ``x`` by the angles whose cos and sin are given: ``x·cos + rot90(x)·sin``.
+
+    Args:
+        x: ``(..., N, D)`` queries or keys, any float dtype.
+        cos, sin: ``(N, D)`` or broadcastable to ``x`` with trailing ``(N, D)``, e.g.
+            ``(heads, N, D)`` for per-head frequencies; in the same ``layout``.
+        layout: ``"interleaved"`` rotates pairs ``(x_{2i}, x_{2i+1})``, ``"half"`` rotates
+            ``(x_i, x_{i+D/2})``.
+
+    Returns:
+        ``(..., N, D)`` in ``x.dtype``; computed in float32 (float64 if ``x`` is float64).
+    """
+    check_layout(layout)
+    if not x.is_floating_point():
+        raise ValueError(f"apply_rope needs a floating-point x, got {x.dtype}")
+    if x.dim() < 2 or x.shape[-1] % 2:
+        raise ValueError(f"x must be (..., N, D) with an even D, got shape {tuple(x.shape)}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos {tuple(cos.shape)} and sin {tuple(sin.shape)} must have the same shape")
+    if cos.dim() < 2 or cos.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"cos/sin of shape {tuple(cos.shape)} do not end in (N, D) = {tuple(x.shape[-2:])} of "
+                         f"x {tuple(x.shape)}; build them for the same tokens and head dim")
+    try:
+        broadcast = torch.broadcast_shapes(x.shape, cos.shape)
+    except RuntimeError:
+        broadcast = None
+    if broadcast != x.shape:
+        raise ValueError(f"cos/sin of shape {tuple(cos.shape)} do not broadcast to x {tuple(x.shape)}; "
+                         f"use (N, D) tables or put per-head tables on the heads axis")
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xc = x.to(compute)
+    out = xc * cos.to(x.device, compute) + _rotate_pairs(xc, layout) * sin.to(x.device, compute)
+    return out.to(x.dtype)
+
+
+@register_pe("rope-axial")
+class AxialRoPE(PositionalEmbedding):
+    """Axial RoPE: one 1D RoPE per grid axis on its own block of the head dim.
+
+    Args:
+        dim, num_heads, num_axes, num_prefix_tokens, depth, grid: see
+            :class:`visionpe.base.PositionalEmbedding` (the same tables serve every layer).
+        dims: rotary dims per axis, summing to the head dim; default ``split_dim(head_dim, num_axes)``
+            (``(32, 32)`` for 64 over 2 axes, Wan's ``(44, 42, 42)`` for 128 over 3).
+        base: RoPE base, one or one per axis; default 100 (RoPE-ViT's axial default; diffusers video
+            models use 256 or 10000).
+        scaling: ``None``, one rule for every axis, or one rule-or-``None`` per axis.
+        layout: ``"interleaved"`` (default) or ``"half"``.
+
+    Positions are the integer patch indices of the current grid (:func:`grid_positions`), so a new
+    grid extrapolates to larger offsets unless a scaling rule says otherwise.  Prefix tokens are not
+    rotated.
+    """
+
+    hooks = frozenset({"rotate"})
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 1,
+        num_axes: int = 2,
+        num_prefix_tokens: int = 0,
+        depth: int = 1,
+        grid: Sequence[int] | None = None,
+        dims: Sequence[int] | None = None,
+        base: float | Sequence[float] = 100.0,
+        scaling: Scaling = None,
+        layout: str = "interleaved",
+    ) -> None:
+        super().__init__(dim, num_heads, num_axes, num_prefix_tokens, depth, grid)
+        dims = split_dim(self.head_dim, num_axes) if dims is None else dims
+        self.dims, self.bases, self.rules = _check_axes(dims, base, scaling, num_axes)
+        if sum(self.dims) != self.head_dim:
+            raise ValueError(f"dims={self.dims} sum to {sum(self.dims)} but the head dim is {self.head_dim} "
+                             f"(dim={dim} / num_heads={num_heads}); give per-axis dims that sum to {self.head_dim}")
+        self.layout = check_layout(layout)
+        # one-token table: rule errors (e.g. a RIFLEx k beyond its axis' dim) surface here, not mid-forward
+        rope_cos_sin(torch.zeros(1, num_axes), self.dims, self.bases, self.rules, self.layout)
+        self._cache = TableCache()
+
+    def cos_sin(self, grid: Sequence[int], device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """Cached ``(cos, sin)``, each ``(N, head_dim)`` float32, for the patch tokens of ``grid``."""
+        grid = self.check_grid(grid)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        return self._cache.get(
+            (grid, device),
+            lambda: tuple(t.to(device) for t in rope_cos_sin(
+                grid_positions(grid), self.dims, self.bases, self.rules, self.layout)),
+        )
+
+    def rotate(self, q: Tensor, k: Tensor, grid: Sequence[int], layer: int = 0) -> tuple[Tensor, Tensor]:
+        """Rotate the patch tokens of ``q`` and ``k``, each ``(B, heads, P + N, head_dim)``."""
+        grid = self.check_grid(grid)
+        self.check_layer(layer)
+        cos, sin = self.cos_sin(grid, q.device)
+        return self._rotate_one(q, grid, cos, sin, "q"), self._rotate_one(k, grid, cos, sin, "k")
+
+    def _rotate_one(self, x: Tensor, grid, cos: Tensor, sin: Tensor, what: str) -> Tensor:
+        self.check_tokens(x, grid, what)
+        if x.shape[-1] != self.head_dim:
+            raise ValueError(f"{what} has head dim {x.shape[-1]} but this PE was built for {self.head_dim}")
+        p = self.num_prefix_tokens
+        return torch.cat([x[..., :p, :], apply_rope(x[..., p:, :], cos, sin, self.layout)], dim=-2)
+
+    def extra_repr(self) -> str:
+        rules = None if all(r is None for r in self.rules) else self.rules
+        return (f"{super().extra_repr()}, dims={self.dims}, base={self.bases}, scaling={rules}, "
+                f"layout={self.layout!r}")
