@@ -3,14 +3,14 @@
 Commands:
     visionpe list                       the registered PEs, their hooks and grids
     visionpe check [--out DIR]          build every PE on a 2D and a 3D grid and run it through attention
+    visionpe eval resolution CKPT ...   accuracy of trained classifiers at a list of resolutions
+    visionpe bench resolution [--quick] train one model per PE and seed, evaluate, report mean ± std
+    visionpe adapt ...                  move a timm ViT to a new size and/or swap its PE
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,13 +49,6 @@ def _parse_grid(text: str) -> tuple[int, ...]:
     return grid
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     from .check import run_checks
 
@@ -75,12 +68,73 @@ def _cmd_check(args: argparse.Namespace, console: Console) -> int:
     console.print(table)
     failed = [r for r in results if not r.ok]
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_atomic(out / "check.json", json.dumps([r.as_dict() for r in results], indent=2))
-        console.print(f"wrote {out / 'check.json'}")
+        from .results import write_json
+
+        path = write_json(Path(args.out) / "check.json", [r.as_dict() for r in results])
+        console.print(f"wrote {path}")
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def _cmd_eval_resolution(args: argparse.Namespace, console: Console) -> int:
+    from .evaluation import evaluate_checkpoints, write_results
+
+    results = evaluate_checkpoints(args.checkpoints, args.res, args.protocol, args.dataset, args.root,
+                                   args.samples, args.labels, progress=not args.no_progress)
+    paths = write_results(results, args.out)
+    console.print(Path(paths[1]).read_text())
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def _cmd_bench_resolution(args: argparse.Namespace, console: Console) -> int:
+    from .bench import config_from_args, run_resolution_bench
+
+    cfg = config_from_args("quick" if args.quick else None, {
+        "pes": args.pes, "dataset": args.dataset, "root": args.root, "train_res": args.train_res,
+        "eval_res": args.eval_res, "protocols": args.protocols, "seeds": args.seeds, "steps": args.steps,
+        "batch_size": args.batch_size, "eval_samples": args.samples})
+    console.print(f"[bold]visionpe bench resolution[/bold]: {len(cfg.pes)} PEs x {len(cfg.seeds)} seeds, "
+                  f"{cfg.steps} steps each, on {cfg.dataset} at {cfg.train_res} px -> {args.out}")
+    run_resolution_bench(cfg, args.out, progress=not args.no_progress)
+    console.print((Path(args.out) / "results.md").read_text())
+    console.print(f"wrote {args.out}/results.json, results.md, results.png")
+    return 0
+
+
+def _add_resolution_commands(sub: argparse._SubParsersAction) -> None:
+    eval_parser = sub.add_parser("eval", help="evaluate trained models").add_subparsers(dest="what", required=True)
+    res = eval_parser.add_parser("resolution", help="accuracy of classifier checkpoints at several resolutions")
+    res.add_argument("checkpoints", nargs="+", help="Lightning checkpoints (.ckpt) from train.py or bench")
+    res.add_argument("--res", nargs="+", type=int, default=[16, 24, 32, 48, 64, 96, 128],
+                     help="test resolutions in px (default 16 24 32 48 64 96 128)")
+    res.add_argument("--protocol", choices=["R", "C"], default="R",
+                     help="R: same images, more pixels; C: same object size, larger canvas")
+    res.add_argument("--dataset", default=None, help="dataset (default: the one the checkpoint was trained on)")
+    res.add_argument("--root", default=None, help="dataset root for fashion-mnist/folder")
+    res.add_argument("--samples", type=int, default=1000, help="test images per resolution (default 1000)")
+    res.add_argument("--labels", nargs="+", default=None, help="one legend label per checkpoint (default: PE)")
+    res.add_argument("--out", required=True, help="directory for results.json, results.md, results.png")
+    res.add_argument("--no-progress", action="store_true", help="no progress bar")
+    res.set_defaults(func=_cmd_eval_resolution)
+
+    bench_parser = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    bench = bench_parser.add_parser("resolution", help="train one model per PE and seed, evaluate at many sizes")
+    bench.add_argument("--quick", action="store_true",
+                       help="small preset (5 PEs, 1 seed, 300 steps; about 10 minutes on 2 CPU cores)")
+    bench.add_argument("--pes", nargs="+", default=None, help="PE variants (default: all; see visionpe.bench)")
+    bench.add_argument("--dataset", default=None, help="dir8 (default), abs9, fashion-mnist or folder")
+    bench.add_argument("--root", default=None, help="dataset root for fashion-mnist/folder")
+    bench.add_argument("--train-res", type=int, default=None, help="training resolution (default 32)")
+    bench.add_argument("--eval-res", nargs="+", type=int, default=None, help="test resolutions")
+    bench.add_argument("--protocols", nargs="+", default=None, help="R and/or C (default both)")
+    bench.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
+    bench.add_argument("--steps", type=int, default=None, help="training steps per run (default 2000)")
+    bench.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
+    bench.add_argument("--samples", type=int, default=None, help="test images per resolution (default 1000)")
+    bench.add_argument("--out", required=True, help="output directory (finished runs in it are reused)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(func=_cmd_bench_resolution)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", default="", help="directory for check.json")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=_cmd_check)
+    _add_resolution_commands(sub)
     return parser
 
 

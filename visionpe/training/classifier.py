@@ -17,7 +17,7 @@ Losses per step, for a batch ``(images, labels)``:
   ``L += droppos_weight · mean soft-CE over masked tokens``.
 
 The optimiser is AdamW without weight decay on PE parameters, tokens, norms and biases, with a
-linear warm-up and cosine decay to 0 over the trainer's total steps.
+linear warm-up and cosine decay to 0 over the trainer's total steps (or ``schedule_steps``).
 """
 from __future__ import annotations
 
@@ -82,6 +82,9 @@ class ClassifierModule(L.LightningModule):
             ``resize_mode``/``resize_antialias``; ``pe=None`` keeps its learned table, any other
             PE replaces it (see :mod:`visionpe.adapt`).
         lr, weight_decay, warmup_frac, label_smoothing: optimisation.
+        schedule_steps: length of the warm-up + cosine schedule (and of DropPos' σ decay); default the
+            trainer's total steps.  Set it when a run is trained in several chunks (``max_steps`` below
+            the planned length, then resumed with ``ckpt_path``) so every chunk follows one schedule.
         consistency_alpha: weight of ResFormer's scale-consistency loss in multi-resolution steps.
         droppos_weight, droppos_ratio, droppos_sigma: the DropPos auxiliary task (off at weight 0).
 
@@ -112,6 +115,7 @@ class ClassifierModule(L.LightningModule):
         weight_decay: float = 0.05,
         warmup_frac: float = 0.05,
         label_smoothing: float = 0.0,
+        schedule_steps: int | None = None,
         consistency_alpha: float = 1.0,
         droppos_weight: float = 0.0,
         droppos_ratio: float = 0.75,
@@ -119,6 +123,8 @@ class ClassifierModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if schedule_steps is not None and schedule_steps < 1:
+            raise ValueError(f"schedule_steps must be >= 1 (or None for the trainer's total), got {schedule_steps}")
         if not 0 <= warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {warmup_frac}")
         if droppos_weight < 0 or not 0 < droppos_ratio <= 1:
@@ -149,8 +155,11 @@ class ClassifierModule(L.LightningModule):
         """``(B, C, H, W)`` -> logits ``(B, classes)``."""
         return self.model(images)
 
+    def _schedule_steps(self) -> int:
+        return self.hparams.schedule_steps or max(int(self.trainer.estimated_stepping_batches), 1)
+
     def _droppos_sigma(self) -> float:
-        total = max(self.trainer.estimated_stepping_batches, 1)
+        total = self._schedule_steps()
         return self.hparams.droppos_sigma * max(0.0, 1.0 - self.global_step / total)
 
     def _droppos_loss(self, images: Tensor) -> Tensor:
@@ -208,7 +217,7 @@ class ClassifierModule(L.LightningModule):
                 (plain if name in no_decay else decay).append(p)
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
                                        {"params": plain, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        total = self._schedule_steps()
         warmup = int(self.hparams.warmup_frac * total)
 
         def factor(step: int) -> float:
