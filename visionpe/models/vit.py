@@ -1,7 +1,8 @@
 """A Vision Transformer whose blocks call the visionpe hook points, so any registered PE plugs in by name.
 
 The layout and parameter names follow timm's ``VisionTransformer`` (``patch_embed.proj``, ``cls_token``,
-``blocks.{i}.norm1/attn.qkv/attn.proj/norm2/mlp.fc1/mlp.fc2``, ``norm``, ``head``), so timm weights
+``reg_token``, ``blocks.{i}.norm1/attn.qkv/attn.proj/norm2/mlp.fc1/mlp.fc2``, ``norm``, ``fc_norm``,
+``head``), so timm weights
 load into it (see :mod:`visionpe.adapt`).  The PE lives in ``pe``; extra PEGs (CPVT) after chosen
 blocks live in ``pegs``.
 
@@ -108,13 +109,17 @@ class ViT(nn.Module):
         pe_kwargs: extra keyword arguments for that PE (e.g. ``{"mode": "bilinear"}``).
         peg_after: block indices after which an extra CPVT PEG runs (e.g. ``[0]`` for CPVT's default).
         class_token: prepend a CLS token (a prefix token: no position, zero bias, not rotated).
+        reg_tokens: number of register tokens, prefix tokens placed after the CLS token (timm's order
+            ``[CLS, reg_1 … reg_R, patches]``).
         global_pool: ``"token"`` (CLS) or ``"avg"`` (mean of patch tokens).
+        fc_norm: apply the final LayerNorm to the pooled feature instead of to every token (timm's
+            ``fc_norm``, its default with ``global_pool="avg"``); ``norm`` is then the identity.
         qkv_bias, drop_path_rate: as in timm.
         pos_mask_token: add a learnable ``[MASK_POS]`` token that replaces the additive PE of
             masked tokens (DropPos); see :meth:`forward_features`.
 
-    Shapes: images ``(B, in_chans, H, W)`` -> tokens ``(B, P + N, C)`` with ``N = (H/p)(W/p)`` ->
-    logits ``(B, num_classes)``.
+    Shapes: images ``(B, in_chans, H, W)`` -> tokens ``(B, P + N, C)`` with ``N = (H/p)(W/p)`` and
+    ``P = class_token + reg_tokens`` -> logits ``(B, num_classes)``.
     """
 
     def __init__(
@@ -136,6 +141,8 @@ class ViT(nn.Module):
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
         pos_mask_token: bool = False,
+        reg_tokens: int = 0,
+        fc_norm: bool = False,
     ) -> None:
         super().__init__()
         if size not in VIT_SIZES:
@@ -153,6 +160,10 @@ class ViT(nn.Module):
             raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         if global_pool == "token" and not class_token:
             raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg' without a CLS token")
+        if not isinstance(reg_tokens, int) or isinstance(reg_tokens, bool) or reg_tokens < 0:
+            raise ValueError(f"reg_tokens must be an integer >= 0, got {reg_tokens!r}")
+        if not isinstance(fc_norm, bool):
+            raise ValueError(f"fc_norm must be True or False, got {fc_norm!r}")
         bad = [i for i in peg_after if not 0 <= i < depth]
         if bad:
             raise ValueError(f"peg_after has block indices {bad} outside 0..{depth - 1} for depth={depth}")
@@ -162,13 +173,14 @@ class ViT(nn.Module):
         self.num_heads = num_heads
         self.depth = depth
         self.global_pool = global_pool
-        self.num_prefix_tokens = 1 if class_token else 0
+        self.num_prefix_tokens = (1 if class_token else 0) + reg_tokens
         self.pe_name = pe
         self.grid = self.grid_for(img_size)
 
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(in_chans, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg_tokens, embed_dim)) if reg_tokens else None
         self.pe = build_pe(pe, dim=embed_dim, num_heads=num_heads, num_axes=2,
                            num_prefix_tokens=self.num_prefix_tokens, depth=depth, grid=self.grid,
                            **(pe_kwargs or {}))
@@ -180,13 +192,16 @@ class ViT(nn.Module):
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, r) for r in rates)
         self.pegs = nn.ModuleDict({str(i): PEG(embed_dim, num_heads, 2, self.num_prefix_tokens)
                                    for i in sorted(set(peg_after))})
-        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.norm = nn.Identity() if fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if fc_norm else nn.Identity()
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
     def _init_weights(self) -> None:
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
+        if self.reg_token is not None:
+            nn.init.normal_(self.reg_token, std=1e-6)
         if self.pos_mask_token is not None:
             nn.init.normal_(self.pos_mask_token, std=0.02)
         for block in self.blocks:
@@ -214,16 +229,17 @@ class ViT(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Names of parameters to train without weight decay: PE parameters (as each family asks),
-        CLS/mask tokens, norms and biases."""
+        CLS/register/mask tokens, norms and biases."""
         names = {n for n, p in self.named_parameters() if p.ndim <= 1 or n.endswith(".bias")}
-        names |= {n for n in ("cls_token", "pos_mask_token") if getattr(self, n) is not None}
+        names |= {n for n in ("cls_token", "reg_token", "pos_mask_token") if getattr(self, n) is not None}
         for prefix, module in [("pe", self.pe), *((f"pegs.{k}", v) for k, v in self.pegs.items())]:
             if hasattr(module, "no_weight_decay"):
                 names |= {f"{prefix}.{n}" for n in module.no_weight_decay()}
         return names
 
     def forward_features(self, x: Tensor, pos_mask: Tensor | None = None) -> Tensor:
-        """Images ``(B, in_chans, H, W)`` -> normalised tokens ``(B, P + N, C)``.
+        """Images ``(B, in_chans, H, W)`` -> normalised tokens ``(B, P + N, C)`` (not normalised with
+        ``fc_norm=True``: the norm then follows the pooling).
 
         Args:
             pos_mask: optional ``(B, N)`` bool; where True the patch token's additive PE is replaced by
@@ -233,8 +249,9 @@ class ViT(nn.Module):
             raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
         grid = self.grid_for(x.shape[-2:])
         tokens = self.patch_embed.proj(x).flatten(2).transpose(1, 2)  # (B, N, C)
-        if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        prefix = [t.expand(tokens.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if prefix:
+            tokens = torch.cat([*prefix, tokens], dim=1)
         h = self.pe.embed(tokens, grid)
         if pos_mask is not None:
             h = self._mask_positions(tokens, h, pos_mask)
@@ -263,7 +280,7 @@ class ViT(nn.Module):
 
     def forward_head(self, features: Tensor) -> Tensor:
         """``(B, P + N, C)`` -> logits ``(B, num_classes)``."""
-        return self.head(self.pool(features))
+        return self.head(self.fc_norm(self.pool(features)))
 
     def forward(self, x: Tensor) -> Tensor:
         """Images ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``."""
