@@ -19,6 +19,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(path, broken)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o644 == 0o644  # readable by others, like any file the user writes
 
 
 def test_summarize_and_table():

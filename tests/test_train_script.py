@@ -11,7 +11,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("vit_*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TINY = ["--model.size", "micro", "--data.img_size", "16", "--data.batch_size", "8", "--data.train_samples", "16",
         "--data.val_samples", "16", "--trainer.val_check_interval", "1.0",
         "--trainer.enable_model_summary", "false"]

@@ -155,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=_cmd_check)
     _add_resolution_commands(sub)
+    from .adapt_cli import add_parser as add_adapt_parser
+
+    add_adapt_parser(sub)
     return parser
 
 

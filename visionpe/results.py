@@ -21,6 +21,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None], suffix: str = "
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; results are ordinary files
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -77,10 +77,11 @@ class ClassifierModule(L.LightningModule):
         size, img_size, patch_size, embed_dim, depth, num_heads, global_pool, drop_path_rate:
             the ViT (see :class:`~visionpe.models.ViT`); ``img_size`` is the training size.
         num_classes, in_chans: from the data.
-        timm_model: build the network from this timm ViT name instead (``pretrained=False``),
-            loading ``timm_checkpoint`` (a local file) when given, moved to ``img_size`` with
-            ``resize_mode``/``resize_antialias``; ``pe=None`` keeps its learned table, any other
-            PE replaces it (see :mod:`visionpe.adapt`).
+        timm_model: build the network from this timm ViT name instead (``pretrained=False``, with
+            ``timm_kwargs`` for ``timm.create_model``), loading ``timm_checkpoint`` (a local file)
+            when given, moved to ``img_size`` with ``resize_mode``/``resize_antialias``; ``pe=None``
+            keeps its learned table, any other PE replaces it; a class count other than the
+            checkpoint's gets a fresh head (see :mod:`visionpe.adapt`).
         lr, weight_decay, warmup_frac, label_smoothing: optimisation.
         schedule_steps: length of the warm-up + cosine schedule (and of DropPos' σ decay); default the
             trainer's total steps.  Set it when a run is trained in several chunks (``max_steps`` below
@@ -109,6 +110,7 @@ class ClassifierModule(L.LightningModule):
         drop_path_rate: float = 0.0,
         timm_model: str | None = None,
         timm_checkpoint: str | None = None,
+        timm_kwargs: dict | None = None,
         resize_mode: str = "bicubic",
         resize_antialias: bool = True,
         lr: float = 1e-3,
@@ -134,10 +136,14 @@ class ClassifierModule(L.LightningModule):
         if timm_model is not None:
             from ..adapt import from_timm, load_timm_vit
 
-            source = load_timm_vit(timm_model, checkpoint=timm_checkpoint, num_classes=num_classes,
-                                   in_chans=in_chans)
+            source = load_timm_vit(timm_model, checkpoint=timm_checkpoint, **(timm_kwargs or {}))
+            if source.patch_embed.proj.in_channels != in_chans:
+                raise ValueError(f"the timm model takes {source.patch_embed.proj.in_channels}-channel images but the "
+                                 f"data has {in_chans}; use data with as many channels (or in_chans in timm_kwargs "
+                                 f"without a checkpoint)")
             self.model = from_timm(source, pe=pe, pe_kwargs=pe_kwargs, peg_after=peg_after or (),
-                                   img_size=img_size, mode=resize_mode, antialias=resize_antialias)
+                                   img_size=img_size, mode=resize_mode, antialias=resize_antialias,
+                                   num_classes=num_classes)
             if droppos:
                 raise ValueError("DropPos is not available for adapted timm models; train a visionpe ViT with it")
         else:
