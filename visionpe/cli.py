@@ -121,7 +121,7 @@ def _add_resolution_commands(sub: argparse._SubParsersAction) -> None:
     bench_parser = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bench = bench_parser.add_parser("resolution", help="train one model per PE and seed, evaluate at many sizes")
     bench.add_argument("--quick", action="store_true",
-                       help="small preset (5 PEs, 1 seed, 300 steps; about 10 minutes on 2 CPU cores)")
+                       help="small preset (4 PEs, 1 seed, 800 steps; about 10 minutes on 2 CPU cores)")
     bench.add_argument("--pes", nargs="+", default=None, help="PE variants (default: all; see visionpe.bench)")
     bench.add_argument("--dataset", default=None, help="dir8 (default), abs9, fashion-mnist or folder")
     bench.add_argument("--root", default=None, help="dataset root for fashion-mnist/folder")
