@@ -83,3 +83,14 @@ def test_errors_name_the_problem_and_fix():
     with pytest.raises(ValueError, match="not divisible by num_heads"):
         ViT(32, size="micro", embed_dim=30, num_heads=4)
     assert valid_sizes(30, 4) == [28, 32]
+
+
+@pytest.mark.parametrize("fc_norm", [False, True])
+def test_pre_logits_is_what_the_head_sees(fc_norm):
+    torch.manual_seed(3)
+    model = ViT(16, size="micro", pe="sincos", class_token=False, global_pool="avg", fc_norm=fc_norm)
+    x = torch.randn(2, 3, 16, 16)
+    feats = model.pre_logits(model.forward_features(x))
+    torch.testing.assert_close(model.head(feats), model(x))
+    if fc_norm:  # LayerNorm (at init: unit weight, zero bias) after pooling
+        torch.testing.assert_close(feats.mean(-1), torch.zeros(2), atol=1e-5, rtol=0)

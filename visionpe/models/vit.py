@@ -278,9 +278,13 @@ class ViT(nn.Module):
             return features[:, 0]
         return features[:, self.num_prefix_tokens:].mean(dim=1)
 
+    def pre_logits(self, features: Tensor) -> Tensor:
+        """``(B, P + N, C)`` -> the normalised pooled feature ``(B, C)`` the head sees."""
+        return self.fc_norm(self.pool(features))
+
     def forward_head(self, features: Tensor) -> Tensor:
         """``(B, P + N, C)`` -> logits ``(B, num_classes)``."""
-        return self.head(self.fc_norm(self.pool(features)))
+        return self.head(self.pre_logits(features))
 
     def forward(self, x: Tensor) -> Tensor:
         """Images ``(B, in_chans, H, W)`` -> logits ``(B, num_classes)``."""

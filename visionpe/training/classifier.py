@@ -187,7 +187,7 @@ class ClassifierModule(L.LightningModule):
         smoothing = self.hparams.label_smoothing
         if isinstance(images, (tuple, list)):
             views = sorted(images, key=lambda t: t.shape[-1] * t.shape[-2], reverse=True)
-            features = [self.model.pool(self.model.forward_features(v)) for v in views]
+            features = [self.model.pre_logits(self.model.forward_features(v)) for v in views]
             logits = [self.model.head(f) for f in features]
             loss, consistency = resformer_loss(logits, features, labels, self.hparams.consistency_alpha, smoothing)
             self.log("train/consistency", consistency)
