@@ -173,7 +173,7 @@ def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = Tru
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     runs = []
-    jobs = [(v, s) for v in cfg.pes for s in cfg.seeds]
+    jobs = [(v, s) for s in cfg.seeds for v in cfg.pes]   # seed-major: a stopped run has every PE once
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not progress) as bar:
         overall = bar.add_task("runs", total=len(jobs))
