@@ -232,6 +232,16 @@ class AxialRoPE(PositionalEmbedding):
         rope_cos_sin(torch.zeros(1, num_axes), self.dims, self.bases, self.rules, self.layout)
         self._cache = TableCache()
 
+    def with_scaling(self, scaling: Scaling) -> AxialRoPE:
+        """A copy with the same dims, bases, layout and training grid but other scaling rules.
+
+        ``scaling`` is ``None``, one rule for every axis or one rule-or-``None`` per axis, e.g.
+        ``(RIFLEx(32, k=2), None, None)`` to extend only time.  Swap it into a model with
+        ``model.pe = model.pe.with_scaling(...)`` (rope-axial has no parameters to keep).
+        """
+        return AxialRoPE(self.dim, self.num_heads, self.num_axes, self.num_prefix_tokens, self.depth,
+                         self.train_grid, self.dims, self.bases, scaling, self.layout)
+
     def cos_sin(self, grid: Sequence[int], device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
         """Cached ``(cos, sin)``, each ``(N, head_dim)`` float32, for the patch tokens of ``grid``."""
         grid = self.check_grid(grid)

@@ -1,4 +1,5 @@
 """Lightning modules for training with visionpe PEs."""
 from .classifier import ClassifierModule
+from .video_diffusion import VideoDiffusionModule
 
-__all__ = ["ClassifierModule"]
+__all__ = ["ClassifierModule", "VideoDiffusionModule"]

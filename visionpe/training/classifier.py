@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..base import grid_positions
 from ..models.vit import ViT
+from .optim import adamw_warmup_cosine
 
 __all__ = ["ClassifierModule", "resformer_loss", "droppos_targets"]
 
@@ -217,19 +218,5 @@ class ClassifierModule(L.LightningModule):
         no_decay = {f"model.{n}" for n in self.model.no_weight_decay()}
         if self.pos_head is not None:
             no_decay.add("pos_head.bias")
-        decay, plain = [], []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (plain if name in no_decay else decay).append(p)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.hparams.weight_decay},
-                                       {"params": plain, "weight_decay": 0.0}], lr=self.hparams.lr)
-        total = self._schedule_steps()
-        warmup = int(self.hparams.warmup_frac * total)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(total - warmup, 1))))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self.named_parameters(), no_decay, self.hparams.lr, self.hparams.weight_decay,
+                                   self._schedule_steps(), self.hparams.warmup_frac)
