@@ -4,6 +4,11 @@ from .registry import build_pe, get_pe_class, list_pes, register_pe
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "Grid", "PositionalEmbedding", "TableCache", "attend", "build_pe", "check_grid", "get_pe_class", "grid_positions",
+    "list_pes", "register_pe", "split_dim",
+]
+
 # each family module registers its PEs on import
 from . import (  # noqa: E402,F401
     absolute,

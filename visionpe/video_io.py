@@ -1,20 +1,19 @@
 """Writing generated videos so a person can look at them: animated GIF grids and PNG filmstrips.
 
 Videos follow visionpe's convention: float ``(N, C, T, H, W)`` in ``[0, 1]`` (``C`` = 1 or 3).
-Files are written atomically (a temporary file renamed into place) with ordinary permissions.
+Files are written atomically with ordinary permissions (:func:`visionpe.results.atomic_write`).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 from torchvision.utils import make_grid
+
+from .results import atomic_write
 
 __all__ = ["save_filmstrip", "save_video_grid", "video_grid_frames"]
 
@@ -26,21 +25,6 @@ def _check_videos(videos: Tensor) -> Tensor:
     if not videos.is_floating_point() or videos.min() < 0 or videos.max() > 1:
         raise ValueError("videos must be floats in [0, 1]; convert uint8 frames with x.float() / 255")
     return videos.detach().cpu().float()
-
-
-def _atomic_save(path: str | Path, save) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _label_column(frame: np.ndarray, labels: Sequence[str], cell: int, width: int) -> np.ndarray:
@@ -92,8 +76,8 @@ def save_video_grid(videos: Tensor, path: str | Path, nrow: int = 4, fps: float 
         raise ValueError(f"fps must be > 0, got {fps}")
     frames = [Image.fromarray(f) for f in video_grid_frames(videos, nrow, scale, row_labels=row_labels)]
     duration = max(int(round(1000 / fps)), 20)
-    return _atomic_save(path, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
-                                                      duration=duration, loop=0))
+    return atomic_write(path, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
+                                                       duration=duration, loop=0), suffix=".gif")
 
 
 def save_filmstrip(videos: Tensor, path: str | Path, every: int = 1, scale: int = 2,
@@ -106,4 +90,4 @@ def save_filmstrip(videos: Tensor, path: str | Path, every: int = 1, scale: int 
     n, t = strips.shape[:2]
     frame = video_grid_frames(strips.reshape(n * t, *strips.shape[2:])[:, :, None], nrow=t, scale=scale,
                               row_labels=row_labels)[0]
-    return _atomic_save(path, lambda p: Image.fromarray(frame).save(p, format="PNG"))
+    return atomic_write(path, lambda p: Image.fromarray(frame).save(p, format="PNG"), suffix=".png")
