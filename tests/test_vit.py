@@ -94,3 +94,17 @@ def test_pre_logits_is_what_the_head_sees(fc_norm):
     torch.testing.assert_close(model.head(feats), model(x))
     if fc_norm:  # LayerNorm (at init: unit weight, zero bias) after pooling
         torch.testing.assert_close(feats.mean(-1), torch.zeros(2), atol=1e-5, rtol=0)
+
+
+def test_weight_init_rules():
+    small_auto = ViT(32, size="tiny-cpu", pe="none")                       # width 64 -> PyTorch's default
+    small_timm = ViT(32, size="tiny-cpu", pe="none", weight_init="timm")
+    wide_auto = ViT(32, patch_size=16, embed_dim=192, depth=1, num_heads=3, pe="none")
+    assert (small_auto.weight_init, small_timm.weight_init, wide_auto.weight_init) == ("torch", "timm", "timm")
+    fc = small_auto.blocks[0].mlp.fc1.weight                                  # fan_in 64: bound 1/8
+    assert fc.abs().max() <= 1 / 8 and fc.std() > 0.06
+    assert small_auto.blocks[0].attn.qkv.bias.abs().sum() > 0
+    timm_fc = small_timm.blocks[0].mlp.fc1.weight
+    assert abs(timm_fc.std().item() - 0.02) < 0.003 and small_timm.blocks[0].attn.qkv.bias.abs().sum() == 0
+    with pytest.raises(ValueError, match="unknown weight_init 'xavier'"):
+        ViT(32, size="micro", pe="none", weight_init="xavier")

@@ -63,10 +63,11 @@ class BenchConfig:
     eval_samples: int = 1000
     size: str = "tiny-cpu"
     lr: float = 1e-3
+    weight_init: str = "auto"
 
     def run_key(self) -> str:
         """Hash of the settings a single run depends on (not the PE list, seeds or eval list)."""
-        keys = ("dataset", "root", "train_res", "steps", "batch_size", "size", "lr")
+        keys = ("dataset", "root", "train_res", "steps", "batch_size", "size", "lr", "weight_init")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -129,7 +130,7 @@ def _train_one(cfg: BenchConfig, variant: str, seed: int, run_dir: Path, progres
     kwargs, train_sizes = variant_kwargs(variant, depth, cfg.train_res, patch)
     L.seed_everything(seed, verbose=False)
     module = ClassifierModule(size=cfg.size, img_size=cfg.train_res, num_classes=num_classes, in_chans=in_chans,
-                              lr=cfg.lr, **kwargs)
+                              lr=cfg.lr, weight_init=cfg.weight_init, **kwargs)
     data = ImageDataModule(dataset=cfg.dataset, root=cfg.root, img_size=cfg.train_res, train_sizes=train_sizes,
                            batch_size=cfg.batch_size, train_samples=cfg.steps * cfg.batch_size, seed=seed)
     task = progress.add_task("  train", total=cfg.steps)

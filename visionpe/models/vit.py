@@ -25,7 +25,9 @@ from ..base import PositionalEmbedding, attend
 from ..conditional import PEG
 from ..registry import build_pe
 
-__all__ = ["VIT_SIZES", "Attention", "Block", "ViT", "valid_sizes"]
+__all__ = ["VIT_SIZES", "WEIGHT_INITS", "Attention", "Block", "ViT", "valid_sizes"]
+
+WEIGHT_INITS = ("auto", "timm", "torch")
 
 #: name -> (patch_size, embed_dim, depth, num_heads, mlp_ratio)
 VIT_SIZES: dict[str, tuple[int, int, int, int, float]] = {
@@ -117,6 +119,13 @@ class ViT(nn.Module):
         qkv_bias, drop_path_rate: as in timm.
         pos_mask_token: add a learnable ``[MASK_POS]`` token that replaces the additive PE of
             masked tokens (DropPos); see :meth:`forward_features`.
+        weight_init: initialisation of the blocks' and head's linear layers: ``"timm"``
+            (``trunc_normal(std=0.02)``, zero biases: timm's ViT), ``"torch"`` (PyTorch's default,
+            uniform with bound ``1/sqrt(fan_in)``) or ``"auto"`` (``"timm"`` from width 192 up, else
+            ``"torch"``).  A fixed std of 0.02 suits widths near 768 (``≈ 0.55/sqrt(768)``); at width 64
+            it is 6× below ``1/sqrt(64)``, the residual branches start almost silent, and on the
+            procedural Dir8 task additive PEs (learned, sin-cos) stayed at chance for 2,000 steps where
+            the PyTorch default starts learning after ~250 (docs/vit.md).
 
     Shapes: images ``(B, in_chans, H, W)`` -> tokens ``(B, P + N, C)`` with ``N = (H/p)(W/p)`` and
     ``P = class_token + reg_tokens`` -> logits ``(B, num_classes)``.
@@ -143,6 +152,7 @@ class ViT(nn.Module):
         pos_mask_token: bool = False,
         reg_tokens: int = 0,
         fc_norm: bool = False,
+        weight_init: str = "auto",
     ) -> None:
         super().__init__()
         if size not in VIT_SIZES:
@@ -162,6 +172,8 @@ class ViT(nn.Module):
             raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg' without a CLS token")
         if not isinstance(reg_tokens, int) or isinstance(reg_tokens, bool) or reg_tokens < 0:
             raise ValueError(f"reg_tokens must be an integer >= 0, got {reg_tokens!r}")
+        if weight_init not in WEIGHT_INITS:
+            raise ValueError(f"unknown weight_init {weight_init!r}; use one of {', '.join(WEIGHT_INITS)}")
         if not isinstance(fc_norm, bool):
             raise ValueError(f"fc_norm must be True or False, got {fc_norm!r}")
         bad = [i for i in peg_after if not 0 <= i < depth]
@@ -195,6 +207,7 @@ class ViT(nn.Module):
         self.norm = nn.Identity() if fc_norm else nn.LayerNorm(embed_dim, eps=1e-6)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=1e-6) if fc_norm else nn.Identity()
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.weight_init = ("timm" if embed_dim >= 192 else "torch") if weight_init == "auto" else weight_init
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -204,6 +217,8 @@ class ViT(nn.Module):
             nn.init.normal_(self.reg_token, std=1e-6)
         if self.pos_mask_token is not None:
             nn.init.normal_(self.pos_mask_token, std=0.02)
+        if self.weight_init == "torch":
+            return                      # nn.Linear's own initialisation
         for block in self.blocks:
             for m in block.modules():
                 if isinstance(m, nn.Linear):

@@ -75,7 +75,7 @@ class ClassifierModule(L.LightningModule):
 
     Args:
         pe, pe_kwargs, peg_after: the PE (registry name, its arguments, extra PEG blocks).
-        size, img_size, patch_size, embed_dim, depth, num_heads, global_pool, drop_path_rate:
+        size, img_size, patch_size, embed_dim, depth, num_heads, global_pool, drop_path_rate, weight_init:
             the ViT (see :class:`~visionpe.models.ViT`); ``img_size`` is the training size.
         num_classes, in_chans: from the data.
         timm_model: build the network from this timm ViT name instead (``pretrained=False``, with
@@ -109,6 +109,7 @@ class ClassifierModule(L.LightningModule):
         num_heads: int | None = None,
         global_pool: str = "token",
         drop_path_rate: float = 0.0,
+        weight_init: str = "auto",
         timm_model: str | None = None,
         timm_checkpoint: str | None = None,
         timm_kwargs: dict | None = None,
@@ -153,7 +154,8 @@ class ClassifierModule(L.LightningModule):
                                  "(visionpe.list_pes()) for a visionpe ViT")
             self.model = ViT(img_size, patch_size, embed_dim, depth, num_heads, size=size, in_chans=in_chans,
                              num_classes=num_classes, pe=pe, pe_kwargs=pe_kwargs, peg_after=peg_after or (),
-                             global_pool=global_pool, drop_path_rate=drop_path_rate, pos_mask_token=droppos)
+                             global_pool=global_pool, drop_path_rate=drop_path_rate, pos_mask_token=droppos,
+                             weight_init=weight_init)
         grid = self.model.grid
         self.pos_head = nn.Linear(self.model.embed_dim, math.prod(grid)) if droppos else None
 
