@@ -12,6 +12,7 @@ from visionpe.models import VideoDiT
 from visionpe.rope import AxialRoPE
 from visionpe.scaling import PI, RIFLEx
 from visionpe.training.video_diffusion import (
+    MIN_SIGMA,
     VideoDiffusionModule,
     diffusion_loss,
     flow_interpolate,
@@ -30,6 +31,8 @@ class Oracle(VideoDiT):
         self.x0, self.objective, self.alphas_cumprod = x0, objective, alphas_cumprod
 
     def forward(self, x, timesteps, labels=None):
+        if self.objective == "flow-x":                        # the clean video itself
+            return self.x0.expand_as(x)
         if self.objective == "flow":                          # v = ε − x0 with ε = (x − (1 − σ)x0)/σ
             sigma = (timesteps / 1000).view(-1, 1, 1, 1, 1)
             return (x - self.x0) / sigma
@@ -47,7 +50,7 @@ def test_flow_noising_is_the_diffusers_scheduler_scale_noise():
         assert torch.allclose(flow_interpolate(x0, noise, sigma), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("objective", ["flow", "ddpm"])
+@pytest.mark.parametrize("objective", ["flow", "flow-x", "ddpm"])
 def test_sampler_with_an_oracle_returns_the_training_video(objective):
     x0 = torch.rand(1, 3, 4, 8, 8) * 1.6 - 0.8                  # inside [-1, 1] so the final clamp is a no-op
     ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
@@ -158,3 +161,30 @@ def test_scaling_needs_a_rotary_pe_and_sampling_arguments_are_checked():
         sample_videos(model, 0, (4, 8, 8))
     with pytest.raises(ValueError, match="ema_decay"):
         VideoDiffusionModule(**SMALL, ema_decay=1.0)
+
+
+def test_flow_x_loss_is_zero_for_the_clean_video_and_matches_the_velocity_loss_above_min_sigma():
+    x0 = torch.rand(3, 3, 4, 8, 8) * 2 - 1
+    oracle = Oracle(x0, "flow-x")
+    assert diffusion_loss(oracle, x0, "flow-x", generator=torch.Generator().manual_seed(0)).item() < 1e-10
+    # a wrong clean-video guess g gives the velocity error (x0 - g)/σ: the loss equals the "flow" loss
+    # of the velocity that g implies, (x_σ - g)/σ, whenever every σ is above MIN_SIGMA
+    guess = torch.zeros_like(x0)
+
+    class Guess(VideoDiT):
+        def __init__(self, implied_velocity: bool) -> None:
+            super().__init__((4, 8, 8), (1, 4, 4), size="micro")
+            self.implied = implied_velocity
+
+        def forward(self, x, timesteps, labels=None):
+            if not self.implied:
+                return guess
+            return (x - guess) / (timesteps / 1000).view(-1, 1, 1, 1, 1)
+
+    gen = torch.Generator().manual_seed(3)
+    replay = torch.Generator().manual_seed(3)
+    torch.randn(x0.shape, generator=replay)                  # the loss draws the noise first, then σ
+    assert torch.rand(3, generator=replay).min() > MIN_SIGMA
+    lx = diffusion_loss(Guess(False), x0, "flow-x", generator=gen)
+    lv = diffusion_loss(Guess(True), x0, "flow", generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(lx, lv, rtol=1e-4)

@@ -6,6 +6,13 @@ Objectives (``objective=``), for a clean video ``x0`` scaled to ``[-1, 1]`` and 
   ``x_σ = (1 − σ)·x0 + σ·ε`` (diffusers' ``FlowMatchEulerDiscreteScheduler.scale_noise``), the model
   sees timestep ``1000·σ`` and predicts the velocity ``ε − x0``; sampling runs that scheduler's
   Euler steps from ``σ = 1``.
+* ``"flow-x"`` (the same flow, clean-video prediction as in JiT, Li & He 2025): the model predicts
+  ``x0`` and the loss is taken on the velocity it implies, ``v̂ = (x_σ − x̂0)/max(σ, 0.05)``
+  against ``(x_σ − x0)/max(σ, 0.05)``; sampling feeds ``(x_σ − x̂0)/σ`` to the same Euler steps.  Use it in
+  pixel space with large patches: a patch of ``8·8·3 = 192`` values does not fit through a token of
+  width 128, so a velocity (which contains the full-dimensional noise) cannot be predicted, while the
+  clean video lies on a low-dimensional manifold that can (measured: with ``"flow"`` the
+  ``tiny-cpu`` model at patch 1×8×8 only ever samples noise; with ``"flow-x"`` it draws the scenes).
 * ``"ddpm"``: ``t ~ U{0 … 999}``, ``x_t`` from ``DDPMScheduler.add_noise`` (``beta_schedule``), the
   model predicts ``ε``; sampling runs ``DDIMScheduler`` (η = 0) with the same betas.
 
@@ -34,7 +41,9 @@ from .optim import adamw_warmup_cosine
 __all__ = ["OBJECTIVES", "VideoDiffusionModule", "diffusion_loss", "flow_interpolate", "sample_videos",
            "swap_rope_scaling"]
 
-OBJECTIVES = ("flow", "ddpm")
+OBJECTIVES = ("flow", "flow-x", "ddpm")
+#: smallest σ in the denominator of the velocity implied by a clean-video prediction (JiT)
+MIN_SIGMA = 0.05
 NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -56,7 +65,7 @@ def diffusion_loss(model: nn.Module, x0: Tensor, objective: str, labels: Tensor 
     Args:
         model: a :class:`VideoDiT` (or anything called as ``model(x, timesteps, labels)``).
         x0: clean videos ``(B, C, T, H, W)`` in ``[-1, 1]``.
-        objective: ``"flow"`` or ``"ddpm"`` (see the module docstring).
+        objective: ``"flow"``, ``"flow-x"`` or ``"ddpm"`` (see the module docstring).
         labels: ``(B,)`` class labels or ``None``.
         ddpm: the ``DDPMScheduler`` whose betas define ``"ddpm"`` (required for it).
         generator: optional generator for timesteps and noise (deterministic validation).
@@ -67,10 +76,14 @@ def diffusion_loss(model: nn.Module, x0: Tensor, objective: str, labels: Tensor 
     _check_objective(objective)
     b = x0.shape[0]
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    if objective == "flow":
+    if objective in ("flow", "flow-x"):
         sigma = torch.rand(b, generator=generator, device=x0.device, dtype=x0.dtype)
-        pred = model(flow_interpolate(x0, noise, sigma), sigma * NUM_TRAIN_TIMESTEPS, labels)
-        return F.mse_loss(pred, noise - x0)
+        xs = flow_interpolate(x0, noise, sigma)
+        pred = model(xs, sigma * NUM_TRAIN_TIMESTEPS, labels)
+        if objective == "flow":
+            return F.mse_loss(pred, noise - x0)
+        scale = sigma.clamp(min=MIN_SIGMA).reshape(-1, *([1] * (x0.dim() - 1)))
+        return F.mse_loss((xs - pred) / scale, (xs - x0) / scale)
     if ddpm is None:
         raise ValueError("objective='ddpm' needs the DDPMScheduler that defines its noise schedule")
     t = torch.randint(0, ddpm.config.num_train_timesteps, (b,), generator=generator, device=x0.device)
@@ -143,7 +156,7 @@ def sample_videos(model: VideoDiT, num_videos: int, video_size: Sequence[int], o
 
 def _denoise(model: VideoDiT, x: Tensor, objective: str, num_steps: int, labels: Tensor | None,
              guidance: float, ddpm_config: dict | None) -> Tensor:
-    if objective == "flow":
+    if objective in ("flow", "flow-x"):
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS)
     else:
         scheduler = DDIMScheduler.from_config(ddpm_config or DDPMScheduler().config)
@@ -155,6 +168,8 @@ def _denoise(model: VideoDiT, x: Tensor, objective: str, num_steps: int, labels:
         if guidance != 1.0:
             uncond = model(x, timesteps, null)
             pred = uncond + guidance * (pred - uncond)
+        if objective == "flow-x":   # clean-video prediction -> the exact velocity the Euler step expects
+            pred = (x - pred) / (timesteps / NUM_TRAIN_TIMESTEPS).clamp(min=1e-6).reshape(-1, 1, 1, 1, 1)
         x = scheduler.step(pred, t, x).prev_sample
     return x
 
@@ -166,7 +181,7 @@ class VideoDiffusionModule(L.LightningModule):
         pe, pe_kwargs, peg_after: the 3D PE (registry name, its arguments, extra PEG blocks).
         size, video_size, patch_size, embed_dim, depth, num_heads, in_chans, num_classes: the model
             (see :class:`VideoDiT`); ``video_size = (T, H, W)`` is the training clip size.
-        objective: ``"flow"`` or ``"ddpm"``.
+        objective: ``"flow"``, ``"flow-x"`` or ``"ddpm"`` (see the module docstring).
         beta_schedule: betas of ``"ddpm"`` (a ``DDPMScheduler`` schedule name).
         class_dropout: fraction of labels replaced by "no label" during training (CFG).
         ema_decay: decay of the weight EMA used for sampling (0 disables it).
