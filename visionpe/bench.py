@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from .data import ImageDataModule, dataset_info
 from .evaluation import PROTOCOLS, check_sizes, evaluate_resolutions
@@ -28,7 +29,7 @@ from .registry import list_pes
 from .results import accuracy_table, plot_accuracy, summarize, write_json, write_text
 from .training import ClassifierModule
 
-__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "variant_kwargs", "run_resolution_bench"]
+__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "device_name", "variant_kwargs", "run_resolution_bench"]
 
 #: variant -> ClassifierModule arguments (resolution rule of the original paper; notes §17.4)
 VARIANTS: dict[str, dict] = {
@@ -64,9 +65,10 @@ class BenchConfig:
     size: str = "tiny-cpu"
     lr: float = 1e-3
     weight_init: str = "auto"
+    accelerator: str = "cpu"
 
     def run_key(self) -> str:
-        """Hash of the settings a single run depends on (not the PE list, seeds or eval list)."""
+        """Hash of the settings a single run depends on (not the PE list, seeds, eval list or device)."""
         keys = ("dataset", "root", "train_res", "steps", "batch_size", "size", "lr", "weight_init")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
@@ -136,7 +138,7 @@ def _train_one(cfg: BenchConfig, variant: str, seed: int, run_dir: Path, progres
     task = progress.add_task("  train", total=cfg.steps)
     with _quiet_lightning():
         trainer = L.Trainer(
-            max_steps=cfg.steps, max_epochs=-1, accelerator="cpu", devices=1, limit_val_batches=0,
+            max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, limit_val_batches=0,
             logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""), enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, callbacks=[_StepProgress(progress, task)],
             num_sanity_val_steps=0,
@@ -146,7 +148,16 @@ def _train_one(cfg: BenchConfig, variant: str, seed: int, run_dir: Path, progres
         seconds = time.perf_counter() - start
         trainer.save_checkpoint(run_dir / "last.ckpt")
     progress.remove_task(task)
-    return module.eval(), seconds
+    return module.to(trainer.strategy.root_device).eval(), seconds
+
+
+def device_name(accelerator: str) -> str:
+    """What a run on ``accelerator`` ran on, for the records: the GPU's name or ``"cpu"``."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.cuda.get_device_name() if torch.cuda.is_available() else accelerator
+    return "cpu"
 
 
 def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict:
@@ -194,11 +205,13 @@ def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = Tru
                 if record is None:
                     module, train_s = _train_one(cfg, variant, seed, run_dir, bar)
                     record = {"variant": variant, "seed": seed, "run_key": key, "train_seconds": train_s,
-                              "accuracy": {}}
+                              "device": device_name(cfg.accelerator), "accuracy": {}}
                 else:
                     from .evaluation import load_classifier
 
                     module = load_classifier(run_dir / "last.ckpt")[0]
+                    if cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available()):
+                        module = module.cuda()
                 start = time.perf_counter()
                 for p, todo in missing.items():
                     if todo:

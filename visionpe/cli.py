@@ -5,7 +5,10 @@ Commands:
     visionpe check [--out DIR]          build every PE on a 2D and a 3D grid and run it through attention
     visionpe eval resolution CKPT ...   accuracy of trained classifiers at a list of resolutions
     visionpe bench resolution [--quick] train one model per PE and seed, evaluate, report mean ± std
+    visionpe eval length CKPT ...       sample a video DiT at longer lengths under each RoPE rule, measure the videos
+    visionpe bench length [--quick]     train a video DiT per seed, compare PI/NTK/YaRN/RIFLEx at 1x-3x length
     visionpe adapt ...                  move a timm ViT to a new size and/or swap its PE
+    visionpe inspect rope ...           periods of every RoPE component and what each scaling rule does to them
 """
 from __future__ import annotations
 
@@ -93,7 +96,7 @@ def _cmd_bench_resolution(args: argparse.Namespace, console: Console) -> int:
     cfg = config_from_args("quick" if args.quick else None, {
         "pes": args.pes, "dataset": args.dataset, "root": args.root, "train_res": args.train_res,
         "eval_res": args.eval_res, "protocols": args.protocols, "seeds": args.seeds, "steps": args.steps,
-        "batch_size": args.batch_size, "eval_samples": args.samples})
+        "batch_size": args.batch_size, "eval_samples": args.samples, "accelerator": args.accelerator})
     console.print(f"[bold]visionpe bench resolution[/bold]: {len(cfg.pes)} PEs x {len(cfg.seeds)} seeds, "
                   f"{cfg.steps} steps each, on {cfg.dataset} at {cfg.train_res} px -> {args.out}")
     run_resolution_bench(cfg, args.out, progress=not args.no_progress)
@@ -102,8 +105,7 @@ def _cmd_bench_resolution(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _add_resolution_commands(sub: argparse._SubParsersAction) -> None:
-    eval_parser = sub.add_parser("eval", help="evaluate trained models").add_subparsers(dest="what", required=True)
+def _add_resolution_commands(eval_parser: argparse._SubParsersAction, bench_parser: argparse._SubParsersAction) -> None:
     res = eval_parser.add_parser("resolution", help="accuracy of classifier checkpoints at several resolutions")
     res.add_argument("checkpoints", nargs="+", help="Lightning checkpoints (.ckpt) from train.py or bench")
     res.add_argument("--res", nargs="+", type=int, default=[16, 24, 32, 48, 64, 96, 128],
@@ -118,7 +120,6 @@ def _add_resolution_commands(sub: argparse._SubParsersAction) -> None:
     res.add_argument("--no-progress", action="store_true", help="no progress bar")
     res.set_defaults(func=_cmd_eval_resolution)
 
-    bench_parser = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
     bench = bench_parser.add_parser("resolution", help="train one model per PE and seed, evaluate at many sizes")
     bench.add_argument("--quick", action="store_true",
                        help="small preset (4 PEs, 1 seed, 800 steps; about 10 minutes on 2 CPU cores)")
@@ -132,6 +133,8 @@ def _add_resolution_commands(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--steps", type=int, default=None, help="training steps per run (default 2000)")
     bench.add_argument("--batch-size", type=int, default=None, help="batch size (default 128)")
     bench.add_argument("--samples", type=int, default=None, help="test images per resolution (default 1000)")
+    bench.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default=None,
+                       help="where to train (default cpu; the device is recorded with every run)")
     bench.add_argument("--out", required=True, help="output directory (finished runs in it are reused)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
     bench.set_defaults(func=_cmd_bench_resolution)
@@ -154,10 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--out", default="", help="directory for check.json")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=_cmd_check)
-    _add_resolution_commands(sub)
+    eval_parser = sub.add_parser("eval", help="evaluate trained models").add_subparsers(dest="what", required=True)
+    bench_parser = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="what", required=True)
+    _add_resolution_commands(eval_parser, bench_parser)
     from .adapt_cli import add_parser as add_adapt_parser
+    from .inspect_rope import add_parser as add_inspect_parser
+    from .length_cli import add_parsers as add_length_parsers
 
+    add_length_parsers(eval_parser, bench_parser)
     add_adapt_parser(sub)
+    add_inspect_parser(sub)
     return parser
 
 

@@ -1,0 +1,154 @@
+"""``visionpe bench length``: train a small video DiT per seed, then compare RoPE rules at longer lengths.
+
+Per seed, a :class:`~visionpe.training.VideoDiffusionModule` with axial 3D RoPE is trained on
+procedural bouncing-object clips of ``train_frames`` frames (``OUT/seed<s>/model.ckpt``; an existing
+checkpoint with the same settings is reused).  Then :mod:`visionpe.length_eval` samples
+``num_videos`` videos at every test length under every rule (the same noise for every rule), finds
+RIFLEx's intrinsic component from the plain-extrapolation samples unless ``k`` is given, and
+measures the videos; ground-truth clips of the same lengths are measured the same way as a
+reference.  ``OUT/results.json``, ``OUT/results.md`` (mean ± std over seeds), ``OUT/results.png``
+are written atomically at the end; every seed's GIF grids and filmstrips are in ``OUT/seed<s>/samples/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import lightning as L
+
+from .bench import _quiet_lightning, _StepProgress, device_name
+from .length_eval import RULES, LengthEvalConfig, evaluate_length, write_length_reports
+from .results import write_json
+from .training.video_diffusion import VideoDiffusionModule
+
+__all__ = ["LENGTH_PRESETS", "LengthBenchConfig", "length_config_from_args", "run_length_bench"]
+
+
+@dataclass
+class LengthBenchConfig:
+    """Everything that determines the length benchmark's numbers (stored with every run)."""
+
+    rules: list[str] = field(default_factory=lambda: list(RULES))
+    train_frames: int = 16
+    test_frames: list[int] = field(default_factory=lambda: [16, 32, 48])
+    size: int = 32
+    patch_size: list[int] = field(default_factory=lambda: [1, 8, 8])
+    model_size: str = "tiny-cpu"
+    rope_dims: list[int] = field(default_factory=lambda: [8, 12, 12])
+    rope_base: float = 256.0
+    objective: str = "flow-x"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 6000
+    batch_size: int = 16
+    lr: float = 5e-4
+    num_videos: int = 32
+    sample_steps: int = 25
+    k: int | None = None
+    riflex_mode: str = "repo"
+    accelerator: str = "cpu"
+
+    def run_key(self) -> str:
+        """Hash of the settings a trained model depends on (not the rules, lengths or sampling)."""
+        keys = ("train_frames", "size", "patch_size", "model_size", "rope_dims", "rope_base", "objective", "steps",
+                "batch_size", "lr")
+        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    def eval_config(self, seed: int) -> LengthEvalConfig:
+        return LengthEvalConfig(test_frames=list(self.test_frames), rules=list(self.rules),
+                                num_videos=self.num_videos, sample_steps=self.sample_steps, seed=1000 + seed,
+                                k=self.k, riflex_mode=self.riflex_mode)
+
+
+#: ``quick`` runs end to end in about 10 minutes on 2 CPU cores; ``full`` is the real experiment
+LENGTH_PRESETS: dict[str, dict] = {
+    "quick": {"train_frames": 8, "test_frames": [8, 16, 24], "seeds": [0], "steps": 1200, "batch_size": 16,
+              "num_videos": 8, "sample_steps": 12, "rope_dims": [8, 12, 12], "rope_base": 100.0},
+    "full": {},
+}
+
+
+def _train(cfg: LengthBenchConfig, seed: int, run_dir: Path, progress) -> tuple[VideoDiffusionModule, float]:
+    from .data.video_module import VideoDataModule
+
+    L.seed_everything(seed, verbose=False)
+    module = VideoDiffusionModule(
+        pe="rope-axial", pe_kwargs={"dims": tuple(cfg.rope_dims), "base": cfg.rope_base}, size=cfg.model_size,
+        video_size=(cfg.train_frames, cfg.size, cfg.size), patch_size=tuple(cfg.patch_size),
+        objective=cfg.objective, lr=cfg.lr)
+    data = VideoDataModule(dataset="procedural", num_frames=cfg.train_frames, size=cfg.size,
+                           batch_size=cfg.batch_size, train_samples=cfg.steps * cfg.batch_size, val_samples=64,
+                           seed=seed)
+    task = progress.add_task("  train", total=cfg.steps)
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, limit_val_batches=0,
+            logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""), enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False, callbacks=[_StepProgress(progress, task)],
+            num_sanity_val_steps=0,
+        )
+        start = time.perf_counter()
+        trainer.fit(module, datamodule=data)
+        seconds = time.perf_counter() - start
+        trainer.save_checkpoint(run_dir / "model.ckpt")
+    progress.remove_task(task)
+    return module.to(trainer.strategy.root_device).eval(), seconds
+
+
+def run_length_bench(cfg: LengthBenchConfig, out: str | Path, progress: bool = True) -> dict:
+    """Train (or reuse) one model per seed, evaluate every rule and length, write the reports.
+
+    Returns:
+        the ``results.json`` content.
+    """
+    out = Path(out)
+    if not cfg.seeds:
+        raise ValueError("no seeds given; pass e.g. --seeds 0 1 2")
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise ValueError(f"steps and batch size must be positive, got {cfg.steps} and {cfg.batch_size}")
+    if cfg.train_frames not in cfg.test_frames:
+        raise ValueError(f"the test lengths {cfg.test_frames} must include the training length {cfg.train_frames} "
+                         f"(the 1x reference every rule is compared with)")
+    key = cfg.run_key()
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    per_seed = []
+    with Progress(*columns, disable=not progress) as bar:
+        overall = bar.add_task("seeds", total=len(cfg.seeds))
+        for seed in cfg.seeds:
+            run_dir = out / f"seed{seed}"
+            record_path = run_dir / "eval.json"
+            bar.update(overall, description=f"seed {seed}")
+            if record_path.exists() and json.loads(record_path.read_text()).get("run_key") == key:
+                record = json.loads(record_path.read_text())
+            else:
+                ckpt = run_dir / "model.ckpt"
+                meta = run_dir / "train.json"
+                if ckpt.exists() and meta.exists() and json.loads(meta.read_text()).get("run_key") == key:
+                    device = "cuda" if device_name(cfg.accelerator) != "cpu" else "cpu"
+                    module = VideoDiffusionModule.load_from_checkpoint(ckpt, map_location=device).eval()
+                    train_s = json.loads(meta.read_text())["train_seconds"]
+                else:
+                    module, train_s = _train(cfg, seed, run_dir, bar)
+                    write_json(meta, {"run_key": key, "train_seconds": train_s, "config": asdict(cfg)})
+                start = time.perf_counter()
+                record = evaluate_length(module, cfg.eval_config(seed), run_dir, progress=bar, sample_grids=True)
+                record.update(run_key=key, seed=seed, train_seconds=train_s, device=device_name(cfg.accelerator),
+                              eval_seconds=time.perf_counter() - start)
+                write_json(record_path, record)
+            per_seed.append(record)
+            bar.advance(overall)
+    results = write_length_reports(out, per_seed, asdict(cfg), cfg.train_frames)
+    return results
+
+
+def length_config_from_args(preset: str | None, overrides: dict) -> LengthBenchConfig:
+    """A :class:`LengthBenchConfig` from a preset name and the options given on the command line."""
+    base = dict(LENGTH_PRESETS["quick" if preset == "quick" else "full"])
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return LengthBenchConfig(**base)

@@ -1,0 +1,111 @@
+"""``visionpe eval length`` and ``visionpe bench length`` (length extrapolation of video diffusion)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+__all__ = ["add_parsers"]
+
+
+def _cmd_eval_length(args: argparse.Namespace, console: Console) -> int:
+    from .length_eval import LengthEvalConfig, evaluate_length, evaluate_video_folder, write_length_reports
+
+    out = Path(args.out)
+    if args.videos:
+        if args.checkpoint:
+            raise ValueError("give either a checkpoint (to generate videos) or --videos DIR (to measure existing "
+                             "videos), not both")
+        record = evaluate_video_folder(args.videos, period=args.period, train_frames=args.train_frames,
+                                       progress=not args.no_progress)
+        results = write_length_reports(out, [record], {"videos": str(args.videos)}, args.train_frames)
+    else:
+        if not args.checkpoint:
+            raise ValueError("give a video DiT checkpoint (from train.py video or visionpe bench length) or "
+                             "--videos DIR")
+        from .training.video_diffusion import VideoDiffusionModule
+
+        module = VideoDiffusionModule.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
+        defaults = LengthEvalConfig()
+        cfg = LengthEvalConfig(
+            test_frames=args.frames or [module.model.video_size[0] * m for m in (1, 2, 3)],
+            rules=args.rules or defaults.rules, num_videos=args.num_videos, sample_steps=args.sample_steps,
+            seed=args.seed, k=args.k, riflex_mode=args.riflex_mode)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=args.no_progress) as bar:
+            record = evaluate_length(module, cfg, out, progress=bar, sample_grids=True)
+        results = write_length_reports(out, [record], {"checkpoint": str(args.checkpoint), **cfg.as_dict()},
+                                       module.model.video_size[0])
+    console.print((out / "results.md").read_text())
+    console.print(f"wrote {out}/results.json, results.md, results.png, results-frames.png"
+                  + (" and samples/" if not args.videos else ""))
+    return 0 if results else 1
+
+
+def _cmd_bench_length(args: argparse.Namespace, console: Console) -> int:
+    from .length_bench import length_config_from_args, run_length_bench
+
+    cfg = length_config_from_args("quick" if args.quick else None, {
+        "rules": args.rules, "train_frames": args.train_frames, "test_frames": args.test_frames,
+        "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "num_videos": args.num_videos,
+        "sample_steps": args.sample_steps, "k": args.k, "riflex_mode": args.riflex_mode,
+        "accelerator": args.accelerator})
+    console.print(f"[bold]visionpe bench length[/bold]: {len(cfg.seeds)} seeds x {cfg.steps} steps at "
+                  f"{cfg.train_frames} frames, rules {', '.join(cfg.rules)} at {cfg.test_frames} frames -> {args.out}")
+    run_length_bench(cfg, args.out, progress=not args.no_progress)
+    console.print((Path(args.out) / "results.md").read_text())
+    console.print(f"wrote {args.out}/results.json, results.md, results.png, results-frames.png; sample grids in "
+                  f"{args.out}/seed<s>/samples/")
+    return 0
+
+
+def _rules(text: str) -> list[str]:
+    return [r.strip() for r in text.split(",") if r.strip()]
+
+
+def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse._SubParsersAction) -> None:
+    """Add ``eval length`` and ``bench length`` to the ``eval`` and ``bench`` command groups."""
+    from .length_eval import RULES
+
+    ev = eval_parser.add_parser("length", help="sample a video DiT at longer lengths under each RoPE rule and "
+                                               "measure repetition, motion, consistency and quality")
+    ev.add_argument("checkpoint", nargs="?", help="video DiT checkpoint (.ckpt) from train.py video or bench length")
+    ev.add_argument("--videos", default=None, help="measure the videos in this folder instead of generating any "
+                                                   "(one sub-folder per method, or videos directly)")
+    ev.add_argument("--frames", nargs="+", type=int, default=None, help="test lengths in frames (default 1x, 2x, 3x)")
+    ev.add_argument("--rules", type=_rules, default=None, help=f"comma-separated rules (default {','.join(RULES)})")
+    ev.add_argument("--num-videos", type=int, default=32, help="videos per rule and length (default 32)")
+    ev.add_argument("--sample-steps", type=int, default=25, help="sampler steps (default 25)")
+    ev.add_argument("--seed", type=int, default=1000, help="noise seed of the first video (default 1000)")
+    ev.add_argument("--k", type=int, default=None, help="RIFLEx intrinsic component, 1-indexed (default: estimated "
+                                                        "from plain-extrapolation samples)")
+    ev.add_argument("--riflex-mode", choices=["repo", "paper"], default="repo", help="0.9·2π/L (repo) or 2π/L")
+    ev.add_argument("--period", type=float, default=None, help="with --videos: the repetition period in frames "
+                                                               "the NoRepeat search centres on")
+    ev.add_argument("--train-frames", type=int, default=None, help="with --videos: the model's training length")
+    ev.add_argument("--out", required=True, help="directory for results.json, results.md, results.png, samples/")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ev.set_defaults(func=_cmd_eval_length)
+
+    bench = bench_parser.add_parser("length", help="train a video DiT per seed on procedural clips and compare "
+                                                   "RoPE rules at 1x-3x the training length")
+    bench.add_argument("--quick", action="store_true", help="small preset (1 seed, 8 frames; about 10 minutes "
+                                                            "on 2 CPU cores)")
+    bench.add_argument("--rules", type=_rules, default=None, help=f"comma-separated rules (default {','.join(RULES)})")
+    bench.add_argument("--train-frames", type=int, default=None, help="training length in frames (default 16)")
+    bench.add_argument("--test-frames", nargs="+", type=int, default=None, help="test lengths (default 16 32 48)")
+    bench.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
+    bench.add_argument("--steps", type=int, default=None, help="training steps per seed (default 6000)")
+    bench.add_argument("--batch-size", type=int, default=None, help="batch size (default 16)")
+    bench.add_argument("--num-videos", type=int, default=None, help="videos per rule and length (default 32)")
+    bench.add_argument("--sample-steps", type=int, default=None, help="sampler steps (default 25)")
+    bench.add_argument("--k", type=int, default=None, help="RIFLEx component (default: estimated per seed)")
+    bench.add_argument("--riflex-mode", choices=["repo", "paper"], default=None, help="RIFLEx mode (default repo)")
+    bench.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default=None,
+                       help="where to train and sample (default cpu; recorded with every seed)")
+    bench.add_argument("--out", required=True, help="output directory (finished seeds in it are reused)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bars")
+    bench.set_defaults(func=_cmd_bench_length)
