@@ -165,3 +165,20 @@ def test_parallel_bench_orders_per_seed_experiments_first():
     assert labels[:3] == ["length-dit-s0", "length-dit-s1", "length-dit-s2"]
     assert labels[3:5] == ["dir8-none-s0", "dir8-learned-s0"] and labels[-1] == "dir8-rope-mixed-s2"
     assert "--steps" in jobs[0][1] and len(final) == 2
+
+
+def test_intrinsic_component_is_searched_beyond_the_training_length():
+    from visionpe.length_eval import _intrinsic
+    from visionpe.rope import AxialRoPE
+
+    # videos that loop every 6 frames: unrestricted Eq. 7 picks k=1 (period 6.3), which the 8 training
+    # frames already cover; among the components beyond them, 25.1 frames (k=2) is the closest
+    torch.manual_seed(0)
+    loop = torch.rand(3, 3, 6, 8, 8)
+    videos = torch.cat([loop, loop, loop, loop], dim=2)[:, :, :24]
+    rope = AxialRoPE(dim=64, num_heads=2, num_axes=3, dims=(8, 12, 12), base=256.0)
+    info = _intrinsic(LengthEvalConfig(), rope, train_latent=8, pt=1, none_longest=videos)
+    assert info["eq7_k"] == 1 and info["k"] == 2 and info["repetition_frame"] == 6.0
+    assert info["period"] == pytest.approx(8 * torch.pi)
+    given = _intrinsic(LengthEvalConfig(k=3), rope, train_latent=8, pt=1, none_longest=videos)
+    assert given["k"] == 3 and given["source"] == "given"

@@ -29,7 +29,7 @@ from .registry import list_pes
 from .results import accuracy_table, plot_accuracy, summarize, write_json, write_text
 from .training import ClassifierModule
 
-__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "device_name", "variant_kwargs", "run_resolution_bench"]
+__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "device_name", "fit_quietly", "variant_kwargs", "run_resolution_bench"]
 
 #: variant -> ClassifierModule arguments (resolution rule of the original paper; notes §17.4)
 VARIANTS: dict[str, dict] = {
@@ -135,18 +135,28 @@ def _train_one(cfg: BenchConfig, variant: str, seed: int, run_dir: Path, progres
                               lr=cfg.lr, weight_init=cfg.weight_init, **kwargs)
     data = ImageDataModule(dataset=cfg.dataset, root=cfg.root, img_size=cfg.train_res, train_sizes=train_sizes,
                            batch_size=cfg.batch_size, train_samples=cfg.steps * cfg.batch_size, seed=seed)
-    task = progress.add_task("  train", total=cfg.steps)
+    return fit_quietly(module, data, cfg.steps, cfg.accelerator, run_dir, run_dir / "last.ckpt", progress)
+
+
+def fit_quietly(module: L.LightningModule, data: L.LightningDataModule, steps: int, accelerator: str, log_dir: Path,
+                checkpoint: Path, progress) -> tuple[L.LightningModule, float]:
+    """Train ``module`` for ``steps`` steps with a CSV log in ``log_dir``, save ``checkpoint``, report progress.
+
+    Returns:
+        ``(module in eval mode on the training device, training seconds)``.
+    """
+    task = progress.add_task("  train", total=steps)
     with _quiet_lightning():
         trainer = L.Trainer(
-            max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, limit_val_batches=0,
-            logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""), enable_progress_bar=False,
+            max_steps=steps, max_epochs=-1, accelerator=accelerator, devices=1, limit_val_batches=0,
+            logger=L.pytorch.loggers.CSVLogger(log_dir, name="", version=""), enable_progress_bar=False,
             enable_model_summary=False, enable_checkpointing=False, callbacks=[_StepProgress(progress, task)],
             num_sanity_val_steps=0,
         )
         start = time.perf_counter()
         trainer.fit(module, datamodule=data)
         seconds = time.perf_counter() - start
-        trainer.save_checkpoint(run_dir / "last.ckpt")
+        trainer.save_checkpoint(checkpoint)
     progress.remove_task(task)
     return module.to(trainer.strategy.root_device).eval(), seconds
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .bench import _quiet_lightning, _StepProgress, device_name
+from .bench import device_name, fit_quietly
 from .length_eval import RULES, LengthEvalConfig, evaluate_length, write_length_reports
 from .results import write_json
 from .training.video_diffusion import VideoDiffusionModule
@@ -82,20 +82,7 @@ def _train(cfg: LengthBenchConfig, seed: int, run_dir: Path, progress) -> tuple[
     data = VideoDataModule(dataset="procedural", num_frames=cfg.train_frames, size=cfg.size,
                            batch_size=cfg.batch_size, train_samples=cfg.steps * cfg.batch_size, val_samples=64,
                            seed=seed)
-    task = progress.add_task("  train", total=cfg.steps)
-    with _quiet_lightning():
-        trainer = L.Trainer(
-            max_steps=cfg.steps, max_epochs=-1, accelerator=cfg.accelerator, devices=1, limit_val_batches=0,
-            logger=L.pytorch.loggers.CSVLogger(run_dir, name="", version=""), enable_progress_bar=False,
-            enable_model_summary=False, enable_checkpointing=False, callbacks=[_StepProgress(progress, task)],
-            num_sanity_val_steps=0,
-        )
-        start = time.perf_counter()
-        trainer.fit(module, datamodule=data)
-        seconds = time.perf_counter() - start
-        trainer.save_checkpoint(run_dir / "model.ckpt")
-    progress.remove_task(task)
-    return module.to(trainer.strategy.root_device).eval(), seconds
+    return fit_quietly(module, data, cfg.steps, cfg.accelerator, run_dir, run_dir / "model.ckpt", progress)
 
 
 def run_length_bench(cfg: LengthBenchConfig, out: str | Path, progress: bool = True) -> dict:

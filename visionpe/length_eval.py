@@ -15,7 +15,12 @@ riflex     :class:`~visionpe.scaling.RIFLEx` ``(L′, k)``: only the intrinsic c
 
 RIFLEx's ``k`` is given, or found as in the paper (Eq. 7): generate videos with plain extrapolation
 at the longest test length, take the median first-repetition frame ``N`` of those videos, and pick
-the component whose period is closest to ``N`` (:func:`visionpe.scaling.find_intrinsic_component`).
+the component whose period is closest to ``N`` (:func:`visionpe.scaling.find_intrinsic_component`),
+among the components whose period is longer than the training length: a component that completes a
+cycle within the training clips was seen wrapping around in training and is not what extrapolation
+breaks (every RIFLEx preset has ``N_k > L``).  Small models' videos return near their first frame
+early by chance (bouncing objects), and unrestricted Eq. 7 then picks the fastest component; the
+unrestricted answer is kept as ``eq7_k`` in the results.
 
 Every (rule, length) uses the same initial noise (seed ``seed + i`` for video ``i``), so rules are
 compared on paired samples.  Metrics come from :mod:`visionpe.video_metrics`.
@@ -209,13 +214,16 @@ def _intrinsic(cfg: LengthEvalConfig, rope: AxialRoPE, train_latent: int, pt: in
         return {**info, "k": cfg.k, "period": periods[cfg.k - 1], "source": "given"}
     firsts = [first_repetition_frame(v) for v in none_longest]
     found = [f / pt for f in firsts if f is not None]
-    if found:
-        est = estimate_intrinsic_component(found, dim, base)
-        return {**info, "k": est["k"], "period": est["period"], "repetition_frame": est["repetition_frame"],
-                "observed": est["observed"],
-                "source": f"estimated (RIFLEx Eq. 7): median first repetition of {len(found)} of {len(firsts)} "
-                          f"plain-extrapolation videos at {none_longest.shape[2]} frames"}
     beyond = [j for j, p in enumerate(periods) if p > train_latent]
+    if found and beyond:
+        est = estimate_intrinsic_component(found, dim, base)
+        median = est["repetition_frame"]
+        k = min(beyond, key=lambda j: abs(periods[j] - median)) + 1
+        return {**info, "k": k, "period": periods[k - 1], "repetition_frame": median, "observed": est["observed"],
+                "eq7_k": est["k"],
+                "source": f"estimated (RIFLEx Eq. 7 over the components with a period beyond the {train_latent} "
+                          f"training frames): median first repetition {median:g} of {len(found)} of {len(firsts)} "
+                          f"plain-extrapolation videos at {none_longest.shape[2]} frames"}
     k = beyond[0] + 1 if beyond else len(periods)
     return {**info, "k": k, "period": periods[k - 1], "observed": [],
             "source": "no plain-extrapolation video came back to its first frame, so k is the component with the "
