@@ -92,7 +92,7 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
 
     bench = bench_parser.add_parser("length", help="train a video DiT per seed on procedural clips and compare "
                                                    "RoPE rules at 1x-3x the training length")
-    bench.add_argument("--quick", action="store_true", help="small preset (1 seed, 8 frames; about 10 minutes "
+    bench.add_argument("--quick", action="store_true", help="small preset (1 seed, 8 frames; about 5 minutes "
                                                             "on 2 CPU cores)")
     bench.add_argument("--rules", type=_rules, default=None, help=f"comma-separated rules (default {','.join(RULES)})")
     bench.add_argument("--train-frames", type=int, default=None, help="training length in frames (default 16)")

@@ -92,11 +92,14 @@ def plot_accuracy(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
-    for label, per_size in rows.items():
+    colours = plt.get_cmap("tab10").colors
+    for i, (label, per_size) in enumerate(rows.items()):
         xs = [s for s in sizes if s in per_size]
         mean = [100 * per_size[s]["mean"] for s in xs]
         std = [100 * per_size[s]["std"] for s in xs]
-        (line,) = ax.plot(xs, mean, marker="o", ms=3.5, lw=1.5, label=label)
+        # ten colours, then the same colours dashed with square markers: no two lines look alike
+        style = {"color": colours[i % 10], "ls": "-" if i < 10 else "--", "marker": "o" if i < 10 else "s"}
+        (line,) = ax.plot(xs, mean, ms=3.5, lw=1.5, label=label, **style)
         if any(std):
             ax.fill_between(xs, [m - d for m, d in zip(mean, std)], [m + d for m, d in zip(mean, std)],
                             color=line.get_color(), alpha=0.15, lw=0)
