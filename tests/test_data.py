@@ -261,3 +261,27 @@ def test_build_eval_dataset():
         build_eval_dataset("dir8", 32, "R", None)
     with pytest.raises(ValueError, match="unknown dataset"):
         build_eval_dataset("cifar", 32, "R", 5)
+
+
+def test_dir8_disc_is_dark_and_square_light_so_the_direction_has_a_polarity():
+    from visionpe.data.procedural import DARK, LIGHT, MIN_CONTRAST, sample_scene
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = sample_scene("dir8", rng, zoom=1.2)
+        assert np.all((DARK[0] <= scene.disc_color) & (scene.disc_color <= DARK[1]))
+        assert np.all((LIGHT[0] <= scene.square_color) & (scene.square_color <= LIGHT[1]))
+        assert np.linalg.norm(scene.disc_color - scene.background) >= MIN_CONTRAST
+        assert np.linalg.norm(scene.square_color - scene.background) >= MIN_CONTRAST
+
+
+def test_benchmark_run_key_changes_with_the_task_version():
+    from visionpe.bench import BenchConfig
+
+    assert BenchConfig(pes=["none"], dataset="dir8").run_key() != BenchConfig(pes=["none"], dataset="abs9").run_key()
+    # real datasets have no task version: the committed Fashion-MNIST runs keep their key
+    import json
+
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs/results/fmnist/results.json").read_text())
+    fmnist = BenchConfig(pes=["none"], dataset="fashion-mnist", train_res=28, steps=1000)
+    assert {run["run_key"] for run in committed["runs"]} == {fmnist.run_key()}

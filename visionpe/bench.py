@@ -69,8 +69,13 @@ class BenchConfig:
 
     def run_key(self) -> str:
         """Hash of the settings a single run depends on (not the PE list, seeds, eval list or device)."""
+        from .data.procedural import TASK_VERSIONS
+
         keys = ("dataset", "root", "train_res", "steps", "batch_size", "size", "lr", "weight_init")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        settings = {k: getattr(self, k) for k in keys}
+        if self.dataset in TASK_VERSIONS and TASK_VERSIONS[self.dataset] > 1:
+            settings["task_version"] = TASK_VERSIONS[self.dataset]
+        blob = json.dumps(settings, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

@@ -16,8 +16,12 @@ Tasks (``z`` is the zoom: training ``z ~ U(lo, hi)``, test ``z = 1``):
 
 Background: a base colour ``U(0.25, 0.75)³`` plus value noise (σ = 0.08 per channel) on a lattice with
 nodes every 1/3 scene unit (4×4 nodes over the scene), interpolated with Perlin's quintic fade, which is
-twice continuously differentiable.  Object colours are uniform in ``[0, 1]³`` with a Euclidean RGB
-distance ``≥ 0.35`` to the base colour and to each other.
+twice continuously differentiable.  Object colours have a Euclidean RGB distance ``≥ 0.35`` to the
+base colour and to each other; Abs9's disc is uniform in ``[0, 1]³``, Dir8's disc is dark (each channel
+in ``[0, 0.3]``) and its square light (``[0.7, 1]``).  With both colours random (Dir8 version 1), the
+benchmark ViT learned the axis through the two objects but never which end is the disc (loss stuck at
+ln 2, about half of all predictions the opposite direction, also at 4000 steps); with the luminance cue,
+``rope-axial`` reaches 99.8% in 800 steps.
 
 Protocols:
 
@@ -45,7 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["TASKS", "PROTOCOLS", "MAX_ZOOM", "Scene", "Canvas", "sample_scene", "sample_canvas", "render",
+__all__ = ["TASKS", "TASK_VERSIONS", "PROTOCOLS", "MAX_ZOOM", "Scene", "Canvas", "sample_scene", "sample_canvas", "render",
            "render_canvas", "canvas_label", "supersampling", "ProceduralDataset"]
 
 TASKS = {"dir8": 8, "abs9": 9}
@@ -55,6 +59,10 @@ BORDER = 0.02           # objects stay inside [BORDER, 1 - BORDER]²
 CELL_MARGIN = 0.04      # abs9: disc centre distance to the 3×3 cell borders
 GAP = 0.02              # dir8: minimum free space between the disc and the square's bounding circle (× zoom)
 MIN_CONTRAST = 0.35     # minimum Euclidean RGB distance between colours
+DARK = (0.0, 0.3)       # dir8: channel range of the disc (object A) ...
+LIGHT = (0.7, 1.0)      # ... and of the square (object B), so which end is A is visible in every patch
+#: version of each task's scene distribution; benchmark runs made with another version are not reused
+TASK_VERSIONS = {"dir8": 2, "abs9": 1}
 NOISE_STD = 0.08
 LATTICE_CELLS = 3       # 4×4 lattice nodes over the scene: spacing 1/3 scene unit
 
@@ -123,10 +131,12 @@ def supersampling(size: int) -> int:
     return 4 if size <= 64 else 2
 
 
-def _contrasting_colour(rng: np.random.Generator, others: Sequence[np.ndarray]) -> np.ndarray:
-    """A colour ``(3,)`` uniform in ``[0, 1]³`` at RGB distance ``≥ MIN_CONTRAST`` from every colour in ``others``."""
+def _contrasting_colour(rng: np.random.Generator, others: Sequence[np.ndarray],
+                        channel_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """A colour ``(3,)`` uniform in ``channel_range³`` at RGB distance ``≥ MIN_CONTRAST`` from every colour in
+    ``others`` (always reachable: a corner of the range is ``≥ 0.43`` from any base colour in ``[0.25, 0.75]³``)."""
     while True:
-        colour = rng.uniform(0.0, 1.0, 3)
+        colour = rng.uniform(*channel_range, 3)
         if all(np.linalg.norm(colour - o) >= MIN_CONTRAST for o in others):
             return colour
 
@@ -148,8 +158,8 @@ def _sample_dir8(rng: np.random.Generator, z: float, background: np.ndarray, noi
         if lo_x <= hi_x and lo_y <= hi_y:
             break
     ax, ay = rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y)
-    disc_color = _contrasting_colour(rng, [background])
-    square_color = _contrasting_colour(rng, [background, disc_color])
+    disc_color = _contrasting_colour(rng, [background], DARK)
+    square_color = _contrasting_colour(rng, [background, disc_color], LIGHT)
     return Scene("dir8", label, z, background, noise, (ax, ay), radius, disc_color,
                  (ax + dx, ay + dy), half, angle, square_color)
 
