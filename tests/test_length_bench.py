@@ -182,3 +182,12 @@ def test_intrinsic_component_is_searched_beyond_the_training_length():
     assert info["period"] == pytest.approx(8 * torch.pi)
     given = _intrinsic(LengthEvalConfig(k=3), rope, train_latent=8, pt=1, none_longest=videos)
     assert given["k"] == 3 and given["source"] == "given"
+
+
+def test_eval_length_without_the_none_rule_still_samples_the_training_length(bench_dir, tmp_path):
+    out = tmp_path / "only-riflex"
+    rc = main(["eval", "length", str(bench_dir / "seed0" / "model.ckpt"), "--frames", "4", "8", "--rules", "riflex",
+               "--num-videos", "2", "--sample-steps", "2", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"] == ["riflex", "ground truth"] and results["lengths"] == [4, 8]

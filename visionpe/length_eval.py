@@ -261,9 +261,12 @@ def evaluate_length(module: VideoDiffusionModule, cfg: LengthEvalConfig, out_dir
     size = tuple(model.video_size[1:])
     lengths = sorted(set(cfg.test_frames))
     rope = model.pe if isinstance(model.pe, AxialRoPE) else None
-    jobs = [(r, t) for t in lengths for r in cfg.rules if r == "none" or t != train_frames]
-    if "none" not in cfg.rules:
-        jobs.append(("none", lengths[-1]))
+    jobs = [("none", lengths[-1])]          # plain extrapolation first: it sets k
+    for t in lengths:
+        for r in cfg.rules:
+            job = ("none" if t == train_frames else r, t)   # at the training length every rule is the identity
+            if job not in jobs:
+                jobs.append(job)
     task = progress.add_task("  sampling", total=len(jobs)) if progress is not None else None
     videos: dict[tuple[str, int], Tensor] = {}
 
@@ -275,7 +278,7 @@ def evaluate_length(module: VideoDiffusionModule, cfg: LengthEvalConfig, out_dir
             progress.advance(task)
         return out
 
-    videos[("none", lengths[-1])] = sample("none", lengths[-1], None)
+    videos[jobs[0]] = sample(*jobs[0], None)
     if rope is not None:
         intrinsic = _intrinsic(cfg, rope, train_frames // pt, pt, videos[("none", lengths[-1])])
         period = intrinsic["period"] * pt
