@@ -62,3 +62,8 @@ def test_wrong_number_of_grid_axes_is_a_clear_error(name):
     for hook in pe.hooks:
         with pytest.raises(ValueError, match="num_axes=3"):
             CALLS[hook](pe, x, q, (4, 4, 6))
+
+
+def test_build_pe_names_a_keyword_the_family_does_not_take():
+    with pytest.raises(ValueError, match=r"PE 'sincos' takes no argument 'dims'; it takes: dim, num_heads"):
+        visionpe.build_pe("sincos", dim=16, dims=(8, 8))

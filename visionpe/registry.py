@@ -1,6 +1,7 @@
 """Registry of positional-embedding families: ``build_pe(name, **kwargs)`` and ``list_pes()``."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from .base import PositionalEmbedding
@@ -43,5 +44,17 @@ def build_pe(name: str, **kwargs) -> PositionalEmbedding:
 
     Example:
         >>> pe = build_pe("rope-axial", dim=64, num_heads=4, num_axes=2)
+
+    Raises:
+        ValueError: unknown ``name``, or a keyword argument the family does not take (the message
+            lists the ones it does).
     """
-    return get_pe_class(name)(**kwargs)
+    cls = get_pe_class(name)
+    params = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params) - {"self"})
+        if unknown:
+            accepted = [n for n in params if n != "self"]
+            raise ValueError(f"PE {name!r} takes no argument {', '.join(map(repr, unknown))}; "
+                             f"it takes: {', '.join(accepted)}")
+    return cls(**kwargs)
