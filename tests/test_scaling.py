@@ -190,3 +190,18 @@ def test_rules_are_frozen_hashable_dataclasses():
 def test_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_length_rule_builds_each_rule_from_the_two_lengths():
+    from visionpe.scaling import length_rule
+
+    assert length_rule("pi", 16, 48) == PI(3.0)
+    assert length_rule("ntk", 16, 32) == NTK(2.0)
+    assert length_rule("yarn", 16, 32, yarn_beta=16.0) == YaRN(2.0, 16, alpha=1.0, beta=16.0)
+    assert length_rule("riflex", None, 66, k=4, riflex_mode="paper") == RIFLEx(66, k=4, mode="paper")
+    with pytest.raises(ValueError, match="needs k"):
+        length_rule("riflex", 33, 66)
+    with pytest.raises(ValueError, match="needs the training length"):
+        length_rule("pi", None, 66)
+    with pytest.raises(ValueError, match="unknown rule 'linear'"):
+        length_rule("linear", 16, 32)

@@ -29,7 +29,7 @@ from .registry import list_pes
 from .results import accuracy_table, plot_accuracy, summarize, write_json, write_text
 from .training import ClassifierModule
 
-__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "device_name", "fit_quietly", "variant_kwargs", "run_resolution_bench"]
+__all__ = ["VARIANTS", "BenchConfig", "PRESETS", "device_name", "fit_quietly", "progress_bar", "uses_gpu", "variant_kwargs", "run_resolution_bench"]
 
 #: variant -> ClassifierModule arguments (resolution rule of the original paper; notes §17.4)
 VARIANTS: dict[str, dict] = {
@@ -166,13 +166,24 @@ def fit_quietly(module: L.LightningModule, data: L.LightningDataModule, steps: i
     return module.to(trainer.strategy.root_device).eval(), seconds
 
 
+def uses_gpu(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` (``"cpu"``, ``"gpu"``, ``"cuda"`` or ``"auto"``) trains on a GPU."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def device_name(accelerator: str) -> str:
     """What a run on ``accelerator`` ran on, for the records: the GPU's name or ``"cpu"``."""
-    import torch
-
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+    if uses_gpu(accelerator):
         return torch.cuda.get_device_name() if torch.cuda.is_available() else accelerator
     return "cpu"
+
+
+def progress_bar(disable: bool = False, console=None):
+    """The benchmarks' ``rich`` progress display: description, bar, ``done/total`` and elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console, disable=disable)
 
 
 def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = True) -> dict:
@@ -197,12 +208,9 @@ def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = Tru
              for p in cfg.protocols}
     key = cfg.run_key()
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     runs = []
     jobs = [(v, s) for s in cfg.seeds for v in cfg.pes]   # seed-major: a stopped run has every PE once
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(disable=not progress) as bar:
         overall = bar.add_task("runs", total=len(jobs))
         for variant, seed in jobs:
             run_dir = out / "runs" / f"{variant}-s{seed}"
@@ -225,7 +233,7 @@ def run_resolution_bench(cfg: BenchConfig, out: str | Path, progress: bool = Tru
                     from .evaluation import load_classifier
 
                     module = load_classifier(run_dir / "last.ckpt")[0]
-                    if cfg.accelerator in ("gpu", "cuda") or (cfg.accelerator == "auto" and torch.cuda.is_available()):
+                    if uses_gpu(cfg.accelerator):
                         module = module.cuda()
                 start = time.perf_counter()
                 for p, todo in missing.items():

@@ -38,7 +38,7 @@ from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 from torch import Tensor, nn
 
 from .rope import expand_layout
-from .scaling import NTK, PI, RIFLEX_PRESETS, RIFLEx, RIFLExPreset, ScalingRule, YaRN, rope_frequencies
+from .scaling import RIFLEX_PRESETS, RIFLExPreset, ScalingRule, length_rule, rope_frequencies
 
 __all__ = [
     "AXES",
@@ -314,7 +314,7 @@ def temporal_rule(
         if k is None:
             k = _preset(info, "pass k (find it from the repetition you observe with "
                               "visionpe.scaling.find_intrinsic_component)").k
-        rule = RIFLEx(test, k=k, mode=mode)
+        train = None
     else:
         if k is not None:
             raise ValueError(f"k is a RIFLEx argument; {method} does not take it")
@@ -323,10 +323,7 @@ def temporal_rule(
         else:
             train = _preset(info, f"{method} needs the training length: pass train_num_frames (pixel) or "
                                   f"train_latent_frames").train_length
-        if method == "yarn":
-            rule = YaRN(test / train, train_length=train)
-        else:
-            rule = (PI if method == "pi" else NTK)(test / train)
+    rule = length_rule(method, train, test, k, mode)
     _check_rules(info, (rule, None, None))
     return rule
 

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .results import atomic_write, write_json, write_text
-from .scaling import NTK, PI, RIFLEX_PRESETS, RIFLEx, ScalingRule, YaRN, find_intrinsic_component, rope_frequencies
+from .scaling import RIFLEX_PRESETS, YaRN, find_intrinsic_component, length_rule, rope_frequencies
 
 __all__ = [
     "RULES",
@@ -230,17 +230,6 @@ def _axis_names(dims: Sequence[int], names: Sequence[str] | None) -> tuple[str, 
     return names
 
 
-def _rule(name: str, scale: float, train: float, test: float, k: int | None, mode: str, alpha: float,
-          beta: float) -> ScalingRule:
-    if name == "pi":
-        return PI(scale)
-    if name == "ntk":
-        return NTK(scale)
-    if name == "yarn":
-        return YaRN(scale, train, alpha=alpha, beta=beta)
-    return RIFLEx(test, k=k, mode=mode)
-
-
 def _components(dim: int, base: float, train: float | None = None, test: float | None = None,
                 new_theta: dict[str, list[float]] | None = None) -> tuple[ComponentReport, ...]:
     """Components of one axis; with lengths and the rules' new frequencies for the target axis."""
@@ -348,7 +337,7 @@ def inspect_rope(
         rules = tuple(r for r in rules if r != "riflex")
         notes.append("RIFLEx left out: it needs k or the repetition length")
     scale = test / train
-    built = {r: _rule(r, scale, train, test, k, riflex_mode, yarn_alpha, yarn_beta) for r in rules}
+    built = {r: length_rule(r, train, test, k, riflex_mode, yarn_alpha, yarn_beta) for r in rules}
     new_theta = {r: rule.frequencies(dim, target_base).tolist() for r, rule in built.items()}
     if "riflex" in rules and 2 * math.pi / float(rope_frequencies(dim, target_base)[k - 1]) >= test:
         notes.append(f"RIFLEx changes nothing: the period of k={k} is already at least the test length {test:g}")

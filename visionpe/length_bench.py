@@ -19,7 +19,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .bench import device_name, fit_quietly
+from .bench import device_name, fit_quietly, progress_bar, uses_gpu
 from .length_eval import RULES, LengthEvalConfig, evaluate_length, write_length_reports
 from .results import write_json
 from .training.video_diffusion import VideoDiffusionModule
@@ -101,11 +101,8 @@ def run_length_bench(cfg: LengthBenchConfig, out: str | Path, progress: bool = T
                          f"(the 1x reference every rule is compared with)")
     key = cfg.run_key()
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     per_seed = []
-    with Progress(*columns, disable=not progress) as bar:
+    with progress_bar(disable=not progress) as bar:
         overall = bar.add_task("seeds", total=len(cfg.seeds))
         for seed in cfg.seeds:
             run_dir = out / f"seed{seed}"
@@ -117,7 +114,7 @@ def run_length_bench(cfg: LengthBenchConfig, out: str | Path, progress: bool = T
                 ckpt = run_dir / "model.ckpt"
                 meta = run_dir / "train.json"
                 if ckpt.exists() and meta.exists() and json.loads(meta.read_text()).get("run_key") == key:
-                    device = "cuda" if device_name(cfg.accelerator) != "cpu" else "cpu"
+                    device = "cuda" if uses_gpu(cfg.accelerator) else "cpu"
                     module = VideoDiffusionModule.load_from_checkpoint(ckpt, map_location=device).eval()
                     train_s = json.loads(meta.read_text())["train_seconds"]
                 else:

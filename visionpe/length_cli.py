@@ -32,10 +32,9 @@ def _cmd_eval_length(args: argparse.Namespace, console: Console) -> int:
             test_frames=args.frames or [module.model.video_size[0] * m for m in (1, 2, 3)],
             rules=args.rules or defaults.rules, num_videos=args.num_videos, sample_steps=args.sample_steps,
             seed=args.seed, k=args.k, riflex_mode=args.riflex_mode)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from .bench import progress_bar
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, disable=args.no_progress) as bar:
+        with progress_bar(disable=args.no_progress, console=console) as bar:
             record = evaluate_length(module, cfg, out, progress=bar, sample_grids=True)
         results = write_length_reports(out, [record], {"checkpoint": str(args.checkpoint), **cfg.as_dict()},
                                        module.model.video_size[0])

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from .results import atomic_write, summarize, write_json, write_text
 from .rope import AxialRoPE
-from .scaling import NTK, PI, RIFLEx, YaRN, find_intrinsic_component, rope_frequencies
+from .scaling import find_intrinsic_component, length_rule, rope_frequencies
 from .training.video_diffusion import VideoDiffusionModule
 from .video_metrics import first_repetition_frame, video_report
 
@@ -64,19 +64,12 @@ def temporal_rule(name: str, train_frames: int, test_frames: int, k: int | None 
     """
     if name not in RULES:
         raise ValueError(f"unknown rule {name!r}; use one of {', '.join(RULES)}")
-    scale = test_frames / train_frames
     if name == "none":
         return None
-    if name == "pi":
-        return PI(scale)
-    if name == "ntk":
-        return NTK(scale)
-    if name == "yarn":
-        return YaRN(scale, train_frames, alpha=yarn_alpha, beta=yarn_beta)
-    if k is None:
+    if name == "riflex" and k is None:
         raise ValueError("the RIFLEx rule needs k, the intrinsic component (1-indexed); pass k or let the "
                          "evaluation estimate it from plain-extrapolation samples")
-    return RIFLEx(test_frames, k=k, mode=riflex_mode)
+    return length_rule(name, train_frames, test_frames, k, riflex_mode, yarn_alpha, yarn_beta)
 
 
 @dataclass
@@ -293,10 +286,12 @@ def evaluate_length(module: VideoDiffusionModule, cfg: LengthEvalConfig, out_dir
     if progress is not None:
         progress.remove_task(task)
 
-    quality_reference = reference_clips(cfg.num_videos, train_frames, size)
+    # one rendering at the longest length serves every length: a shorter clip is its prefix
+    clips = reference_clips(cfg.num_videos, max(lengths[-1], train_frames), size)
+    quality_reference = clips[:, :, :train_frames]
     metrics: dict[str, dict[str, Any]] = {}
     for frames in lengths:
-        truth = reference_clips(cfg.num_videos, frames, size)
+        truth = clips[:, :, :frames]
         use_period = period if period is not None and _window_exists(period, frames) else None
         threshold = _norepeat_threshold(truth, use_period) if use_period is not None else 100.0
         kwargs = dict(reference=quality_reference, period=use_period, train_length=train_frames,

@@ -38,7 +38,9 @@ __all__ = [
     "RIFLExPreset",
     "ScalingRule",
     "YaRN",
+    "RULE_NAMES",
     "find_intrinsic_component",
+    "length_rule",
     "rope_frequencies",
 ]
 
@@ -313,3 +315,31 @@ class RIFLEx(ScalingRule):
         if 2 * math.pi / theta[k - 1] < self.test_length:
             theta[k - 1] = _RIFLEX_MODES[self.mode] * 2 * math.pi / self.test_length
         return theta
+
+
+#: the names :func:`length_rule` takes
+RULE_NAMES = ("pi", "ntk", "yarn", "riflex")
+
+
+def length_rule(name: str, train_length: float | None, test_length: float, k: int | None = None,
+                riflex_mode: str = "repo", yarn_alpha: float = 1.0, yarn_beta: float = 32.0) -> ScalingRule:
+    """The rule ``name`` for taking one axis from ``train_length`` to ``test_length`` positions.
+
+    ``"pi"`` → ``PI(s)``, ``"ntk"`` → ``NTK(s)``, ``"yarn"`` → ``YaRN(s, train_length, yarn_alpha, yarn_beta)``
+    with ``s = test_length / train_length``; ``"riflex"`` → ``RIFLEx(test_length, k, riflex_mode)``, which
+    needs ``k`` and no training length.
+    """
+    if name not in RULE_NAMES:
+        raise ValueError(f"unknown rule {name!r}; use one of {', '.join(RULE_NAMES)}")
+    if name == "riflex":
+        if k is None:
+            raise ValueError("the RIFLEx rule needs k, the intrinsic component (1-indexed)")
+        return RIFLEx(test_length, k=k, mode=riflex_mode)
+    if train_length is None:
+        raise ValueError(f"the {name} rule needs the training length")
+    scale = test_length / train_length
+    if name == "pi":
+        return PI(scale)
+    if name == "ntk":
+        return NTK(scale)
+    return YaRN(scale, train_length, alpha=yarn_alpha, beta=yarn_beta)
