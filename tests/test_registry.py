@@ -39,9 +39,11 @@ def test_declared_hooks_match_behaviour(name):
         assert q2 is q and k2 is k
     if "attention_bias" not in pe.hooks:
         assert pe.attention_bias(q, grid, 0) is None
+    if "extend_qk" not in pe.hooks:
+        assert pe.extend_qk(q, k, grid, 0) is None
     if "value_residual" not in pe.hooks:
         assert pe.value_residual(v, grid, 0) is None
-    assert pe.hooks <= {"embed", "attention_input", "rotate", "attention_bias", "value_residual"}
+    assert pe.hooks <= {"embed", "attention_input", "rotate", "attention_bias", "extend_qk", "value_residual"}
 
 
 CALLS = {
@@ -49,6 +51,7 @@ CALLS = {
     "attention_input": lambda pe, x, q, g: pe.attention_input(x, g, 0),
     "rotate": lambda pe, x, q, g: pe.rotate(q, q, g, 0),
     "attention_bias": lambda pe, x, q, g: pe.attention_bias(q, g, 0),
+    "extend_qk": lambda pe, x, q, g: pe.extend_qk(q, q, g, 0),
     "value_residual": lambda pe, x, q, g: pe.value_residual(q, g, 0),
 }
 

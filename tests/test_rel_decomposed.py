@@ -65,7 +65,7 @@ def test_matches_timm_mvitv2(grid, prefix):
     pe = DecomposedRelPos(dim=16, num_heads=2, num_prefix_tokens=prefix, depth=2, grid=grid)
     n = prefix + math.prod(grid)
     q = torch.randn(2, 2, n, 8)
-    ours = pe.attention_bias(q, grid, layer=1)
+    ours = pe.bias(q, grid, layer=1)
     ref = cal_rel_pos_type(torch.zeros(2, 2, n, n), q, prefix == 1, list(grid), list(grid),
                            pe.tables[1][0], pe.tables[1][1])
     assert ours.shape == (2, 2, n, n)
@@ -80,7 +80,7 @@ def test_matches_timm_sam_bias_including_interpolation_at_a_new_grid():
         n = math.prod(grid)
         q = torch.randn(2, 2, n, 8)
         ref = get_decomposed_rel_pos_bias(q.reshape(4, n, 8), pe.tables[0][0], pe.tables[0][1], grid, grid)
-        torch.testing.assert_close(pe.attention_bias(q, grid), ref.reshape(2, 2, n, n), rtol=0, atol=1e-6)
+        torch.testing.assert_close(pe.bias(q, grid), ref.reshape(2, 2, n, n), rtol=0, atol=1e-6)
 
 
 def test_get_rel_pos_matches_sam_for_equal_and_integer_ratio_sizes():
@@ -138,7 +138,7 @@ def test_identity_at_the_native_grid():
     assert all(a is b for a, b in zip(pe.layer_tables((3, 5), 1), pe.tables[1]))
     q = torch.randn(1, 2, 15, 6)
     tables = [t.detach() for t in pe.tables[1]]
-    torch.testing.assert_close(pe.attention_bias(q, (3, 5), 1).detach(), joint_bias(q, (3, 5), tables))
+    torch.testing.assert_close(pe.bias(q, (3, 5), 1).detach(), joint_bias(q, (3, 5), tables))
 
 
 def test_mode_none_slices_and_refuses_to_grow():
@@ -147,9 +147,9 @@ def test_mode_none_slices_and_refuses_to_grow():
     pe = DecomposedRelPos(dim=8, num_heads=2, grid=native, mode=None)
     tables = [t.detach() for t in pe.tables[0]]
     q = torch.randn(1, 2, 6, 4)
-    torch.testing.assert_close(pe.attention_bias(q, (2, 3)).detach(), joint_bias(q, (2, 3), tables, native))
+    torch.testing.assert_close(pe.bias(q, (2, 3)).detach(), joint_bias(q, (2, 3), tables, native))
     with pytest.raises(ValueError, match="cannot grow.*mode='linear'"):
-        pe.attention_bias(torch.randn(1, 2, 24, 4), (4, 6))
+        pe.bias(torch.randn(1, 2, 24, 4), (4, 6))
 
 
 def test_clamp_mode_clips_offsets():
@@ -159,7 +159,7 @@ def test_clamp_mode_clips_offsets():
     tables = [t.detach() for t in pe.tables[0]]
     q = torch.randn(1, 2, 20, 4)
     expected = joint_bias(q, (4, 5), tables, native, clamp=True)
-    torch.testing.assert_close(pe.attention_bias(q, (4, 5)).detach(), expected)
+    torch.testing.assert_close(pe.bias(q, (4, 5)).detach(), expected)
 
 
 def test_scale_q_is_the_paper_form():
@@ -168,7 +168,7 @@ def test_scale_q_is_the_paper_form():
     scaled = DecomposedRelPos(dim=16, num_heads=2, grid=(3, 3), scale_q=True)
     scaled.load_state_dict(plain.state_dict())
     q = torch.randn(1, 2, 9, 8)
-    torch.testing.assert_close(scaled.attention_bias(q, (3, 3)), plain.attention_bias(q, (3, 3)) / math.sqrt(8))
+    torch.testing.assert_close(scaled.bias(q, (3, 3)), plain.bias(q, (3, 3)) / math.sqrt(8))
 
 
 def test_3d_prefix_gradients_and_attend():
@@ -177,7 +177,7 @@ def test_3d_prefix_gradients_and_attend():
     pe = build_pe("rel-decomposed", dim=12, num_heads=2, num_axes=3, num_prefix_tokens=1, depth=2, grid=grid)
     assert [t.shape for t in pe.tables[1]] == [(3, 6), (5, 6), (5, 6)]
     q = torch.randn(2, 2, 19, 6, requires_grad=True)
-    bias = pe.attention_bias(q, grid, 1)
+    bias = pe.bias(q, grid, 1)
     assert bias.shape == (2, 2, 19, 19)
     assert bias[..., 0, :].abs().sum() == 0 and bias[..., :, 0].abs().sum() == 0
     bias.square().sum().backward()
@@ -189,8 +189,8 @@ def test_3d_prefix_gradients_and_attend():
 
 def test_bias_dtype_follows_promotion():
     pe = DecomposedRelPos(dim=8, num_heads=2, grid=(2, 2))
-    assert pe.attention_bias(torch.randn(1, 2, 4, 4, dtype=torch.bfloat16), (2, 2)).dtype == torch.float32
-    assert pe.double().attention_bias(torch.randn(1, 2, 4, 4), (2, 2)).dtype == torch.float64
+    assert pe.bias(torch.randn(1, 2, 4, 4, dtype=torch.bfloat16), (2, 2)).dtype == torch.float32
+    assert pe.double().bias(torch.randn(1, 2, 4, 4), (2, 2)).dtype == torch.float64
 
 
 def test_errors():
@@ -200,11 +200,11 @@ def test_errors():
         DecomposedRelPos(dim=8, num_heads=2, grid=(3, 3), mode="bicubic")
     pe = DecomposedRelPos(dim=8, num_heads=2, depth=2, grid=(3, 3))
     with pytest.raises(ValueError, match=r"\(B, heads, P \+ N, 4\)"):
-        pe.attention_bias(torch.randn(1, 2, 9, 5), (3, 3))
+        pe.bias(torch.randn(1, 2, 9, 5), (3, 3))
     with pytest.raises(ValueError, match="tokens"):
-        pe.attention_bias(torch.randn(1, 2, 10, 4), (3, 3))
+        pe.bias(torch.randn(1, 2, 10, 4), (3, 3))
     with pytest.raises(ValueError, match="depth=2"):
-        pe.attention_bias(torch.randn(1, 2, 9, 4), (3, 3), layer=-1)
+        pe.bias(torch.randn(1, 2, 9, 4), (3, 3), layer=-1)
     q = torch.randn(1, 2, 9, 4)
     tables = [torch.randn(5, 4), torch.randn(5, 4)]
     with pytest.raises(ValueError, match="one per axis"):
@@ -217,3 +217,54 @@ def test_errors():
         get_rel_pos(torch.randn(6, 4), 3, 3)
     with pytest.raises(ValueError, match="k_size"):
         get_rel_pos(torch.randn(5, 4), 3, 0)
+
+
+# ------------------------------------------------------------------ memory-efficient path (extend_qk)
+@pytest.mark.parametrize("grid,prefix,scale_q", [((3, 5), 1, False), ((2, 3, 4), 2, True), ((4, 4), 0, False)])
+def test_extended_qk_gives_the_full_bias_attention(grid, prefix, scale_q):
+    """attend through extra q/k channels equals attend with the (N, N) bias, values and gradients."""
+    torch.manual_seed(0)
+    kwargs = dict(dim=16, num_heads=2, num_axes=len(grid), num_prefix_tokens=prefix, depth=2, grid=grid,
+                  scale_q=scale_q)
+    lean, full = DecomposedRelPos(**kwargs).double(), DecomposedRelPos(**kwargs, memory_efficient=False).double()
+    full.load_state_dict(lean.state_dict())
+    assert lean.hooks == {"extend_qk"} and full.hooks == {"attention_bias"}
+    assert lean.attention_bias(torch.randn(1, 2, prefix + math.prod(grid), 8), grid) is None
+    n = prefix + math.prod(grid)
+    q, k, v = (torch.randn(2, 2, n, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    outs, grads = [], []
+    for pe in (lean, full):
+        out = attend(q, k, v, pe, grid, layer=1)
+        outs.append(out)
+        grads.append(torch.autograd.grad(out.square().sum(), [q, k, v, *pe.tables[1]]))
+    torch.testing.assert_close(outs[0], outs[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+def test_extended_channels_and_key_coordinates():
+    pe = DecomposedRelPos(dim=16, num_heads=2, num_prefix_tokens=1, grid=(3, 5))
+    q, k = torch.randn(2, 2, 16, 8), torch.randn(2, 2, 16, 8)
+    q2, k2 = pe.extend_qk(q, k, (3, 5), scale=0.5)
+    assert q2.shape == k2.shape == (2, 2, 16, 16)            # 8 + (3 + 5) channels, already a multiple of 8
+    assert torch.equal(q2[..., :8], q) and torch.equal(k2[..., :8], k)
+    onehot = pe.key_coordinates((3, 5))
+    assert onehot.shape == (16, 8) and onehot[0].sum() == 0 and torch.equal(onehot[1:].sum(-1), torch.full((15,), 2.0))
+    assert onehot[1 + 7].tolist() == [0, 1, 0, 0, 0, 1, 0, 0]    # token 7 sits at (h, w) = (1, 2)
+    logits = (q2 @ k2.transpose(-1, -2)) * 0.5
+    torch.testing.assert_close(logits, (q @ k.transpose(-1, -2)) * 0.5 + pe.bias(q, (3, 5)), rtol=1e-5, atol=1e-5)
+    q3, _ = DecomposedRelPos(dim=16, num_heads=2, grid=(2, 3)).extend_qk(q[:, :, :6], k[:, :, :6], (2, 3))
+    assert q3.shape[-1] == 16                                   # 8 + 5 padded up to 16
+
+
+def test_extended_path_memory_is_linear_in_tokens():
+    """The tensors handed to attention grow like N·(d + H + W), the full bias like N²."""
+    pe = DecomposedRelPos(dim=64, num_heads=2, grid=(8, 8))
+    sizes = {}
+    for side in (8, 16, 32):
+        q = torch.randn(1, 2, side * side, 32)
+        q2, k2 = pe.extend_qk(q, q, (side, side))
+        sizes[side] = q2.numel() + k2.numel()
+        assert sizes[side] == 2 * 2 * side * side * (32 + 2 * side)          # B·heads·N·(d + H + W), q and k
+    assert sizes[32] / sizes[16] == 6.0                                     # the full bias: 16x per doubling
+    assert pe.bias(torch.randn(1, 2, 256, 32), (16, 16)).numel() == 2 * 256 * 256

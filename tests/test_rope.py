@@ -263,16 +263,18 @@ def test_cache_hit_and_no_corruption():
     q = torch.randn(1, 2, 12, 16, generator=_gen(12))
     for layer in range(3):
         pe.rotate(q, q, (3, 4), layer)
-    assert len(pe._cache) == 1
-    first = pe.cos_sin((3, 4))
-    second = pe.cos_sin((3, 4))
-    assert first[0] is second[0] and first[1] is second[1]
-    clean = first[0].clone()
-    first[0].mul_(0)                                                          # a careless caller
-    third = pe.cos_sin((3, 4))
-    assert torch.equal(third[0], clean)
+    assert len(pe._cache) == 1                                  # one compact table serves every layer
+    for table in (pe.compact_cos_sin, pe.cos_sin):
+        first = table((3, 4))
+        second = table((3, 4))
+        assert first[0] is second[0] and first[1] is second[1]
+        clean = first[0].clone()
+        first[0].mul_(0)                                                      # a careless caller
+        third = table((3, 4))
+        assert torch.equal(third[0], clean)
+    assert torch.equal(pe.rotate(q, q, (3, 4))[0], pe.rotate(q.clone(), q, (3, 4))[0])
     pe.cos_sin((4, 3))
-    assert len(pe._cache) == 2
+    assert len(pe._cache) == 3
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -1,6 +1,6 @@
 """The one interface every positional embedding (PE) in visionpe implements.
 
-A transformer that supports visionpe calls five hook points and never needs to know
+A transformer that supports visionpe calls six hook points and never needs to know
 which PE family it was given.  Every hook is the identity (or returns ``None``) for
 families where it does not apply, so calling all of them is always correct:
 
@@ -14,6 +14,11 @@ hook                                   where the model calls it
 ``rotate(q, k, grid, layer)``          on queries/keys ``(B, heads, P + N, d)`` (rotary PEs)
 ``attention_bias(q, grid, layer)``     returns an additive logit bias broadcastable to
                                        ``(B, heads, P + N, P + N)``, or ``None`` (relative PEs)
+``extend_qk(q, k, grid, layer, scale)`` returns ``(q', k')`` with ``e`` channels appended,
+                                       ``(B, heads, P + N, d + e)``, whose extra products add a
+                                       relative bias to the logits without an ``(N, N)`` tensor,
+                                       or ``None`` (decomposed rel-pos); the logit scale stays
+                                       ``scale`` (that of ``d``) and ``v`` keeps ``d`` channels
 ``value_residual(v, grid, layer)``     returns a term ``(B, heads, P + N, d)`` added to
                                        ``softmax(qk^T) v``, or ``None`` (ResFormer's LPE)
 =====================================  ==========================================================
@@ -58,6 +63,10 @@ def check_grid(grid: Sequence[int], num_axes: int | None = None) -> Grid:
     Raises:
         ValueError: if the grid is malformed or has the wrong number of axes.
     """
+    # fast path for the common case (called on every forward): a valid tuple of plain ints
+    if (type(grid) is tuple and 0 < len(grid) < 4 and (num_axes is None or len(grid) == num_axes)
+            and all(type(g) is int and g >= 1 for g in grid)):
+        return grid
     if isinstance(grid, (str, bytes)):
         raise ValueError(f"grid must be a sequence of ints such as (H, W) or (T, H, W), got the string {grid!r}")
     try:
@@ -122,6 +131,10 @@ class TableCache:
     was cached is rebuilt.  Tables are built under ``torch.no_grad()`` (and outside inference
     mode, so they stay usable everywhere); only tables that do not depend on trainable
     parameters may be cached.  The oldest entry is dropped past ``max_entries``.
+
+    While ``torch.compile`` traces a model, a hit is returned without the version check (Dynamo
+    cannot guard on version counters, and the check would break the graph): the compiled graph
+    uses the table as it was when traced.
     """
 
     def __init__(self, max_entries: int = 16) -> None:
@@ -133,6 +146,8 @@ class TableCache:
         hit = self._store.get(key)
         if hit is not None:
             tensors, versions, single = hit
+            if torch.compiler.is_compiling():
+                return tensors[0] if single else tensors
             if all(t._version == v for t, v in zip(tensors, versions)):
                 return tensors[0] if single else tensors
         # built as normal tensors even under inference_mode, so the version check works
@@ -256,6 +271,16 @@ class PositionalEmbedding(nn.Module):
         """
         return None
 
+    def extend_qk(self, q: Tensor, k: Tensor, grid: Sequence[int], layer: int = 0,
+                  scale: float | None = None) -> tuple[Tensor, Tensor] | None:
+        """``(q', k')``, each ``(B, heads, P + N, d + e)``, or ``None``.
+
+        ``q'·k'^T · scale = q·k^T · scale + bias``: the appended channels carry a relative bias in
+        ``O(N·e)`` memory.  ``scale`` is the logit scale the attention applies (``d^−1/2`` when
+        ``None``); ``q`` and ``k`` are the rotated ones.
+        """
+        return None
+
     def value_residual(self, v: Tensor, grid: Sequence[int], layer: int = 0) -> Tensor | None:
         """Term ``(B, heads, P + N, d)`` added to the attention output, or ``None``."""
         return None
@@ -284,12 +309,22 @@ def attend(
         scale: logit scale, ``1 / sqrt(d)`` by default.
 
     Returns:
-        ``(B, heads, P + N, d)``: ``softmax(q' k'^T * scale + bias) v + value_residual(v)``.
+        ``(B, heads, P + N, d)``: ``softmax(q' k'^T * scale + bias) v + value_residual(v)``, with ``q'``,
+        ``k'`` rotated and (for :meth:`PositionalEmbedding.extend_qk`) extended.  When the extension
+        makes ``q'`` wider than ``v``, ``v`` is zero-padded to the same width for the attention kernel
+        (PyTorch's fused kernels need equal widths) and the output is cut back to ``d``.
     """
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
     q, k = pe.rotate(q, k, grid, layer)
     bias = pe.attention_bias(q, grid, layer)
     if bias is not None:
         bias = bias.to(q.dtype)
-    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
-    extra = pe.value_residual(v, grid, layer)
+    extended = pe.extend_qk(q, k, grid, layer, scale)
+    width = v.shape[-1]
+    if extended is not None:
+        q, k = extended
+        if q.shape[-1] > width:
+            v = nn.functional.pad(v, (0, q.shape[-1] - width))
+    out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)[..., :width]
+    extra = pe.value_residual(v[..., :width], grid, layer)
     return out if extra is None else out + extra

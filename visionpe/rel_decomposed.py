@@ -12,6 +12,13 @@ timm); ``scale_q=True`` multiplies ``q`` by ``d^−1/2``, the paper's form.  As 
 the terms are computed per axis, ``rel_a[b, m, n, k] = Σ_c q[b, m, n, c]·R_a[a(n), k, c]``
 (``O(N·(T + H + W)·d)``), and only then broadcast-added into the ``(N, N)`` bias.
 
+Memory: with ``memory_efficient=True`` (the default) the bias never exists as an ``(N, N)``
+tensor.  The terms are appended to the queries as ``Σ_a G_a`` extra channels and the keys get the
+matching one-hot coordinates, so ``q′·k′ = q·k + Σ_a rel_a[i, a(j)]`` and the attention kernel
+adds the bias inside its own product (:meth:`PositionalEmbedding.extend_qk`): ``O(N·(T + H + W))``
+memory.  ``memory_efficient=False`` hands the attention the full ``(B, heads, N, N)`` bias, the
+official code's form (on the CPU it was the faster of the two at 14×14 tokens).
+
 Other grids: ``"linear"`` interpolates each 1D table along its offset axis to ``2·G′ − 1`` rows
 (SlowFast ``get_rel_pos``, SAM/ViTDet, timm ``mvitv2.checkpoint_filter_fn``); ``"clamp"`` clips
 offsets to the trained range; ``None`` only allows grids that fit in the native one.
@@ -25,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import PositionalEmbedding, check_grid
+from .base import PositionalEmbedding, TableCache, check_grid
 from .registry import register_pe
 
 __all__ = [
@@ -205,6 +212,9 @@ class DecomposedRelPos(PositionalEmbedding):
             (grids that fit in the native grid only; a larger one raises ``ValueError``).
         scale_q: multiply ``q`` by ``d^−1/2`` before the bias (the paper's equation); the default
             ``False`` matches the official code and its checkpoints.
+        memory_efficient: add the bias through extra ``q``/``k`` channels (``extend_qk``,
+            ``O(N·(T + H + W))`` memory) instead of an ``(N, N)`` ``attention_bias``; both give the
+            same logits.
 
     ``tables[layer][axis]`` is ``(2·G_axis − 1, head_dim)``; axes in grid order, so MViTv2's
     ``rel_pos_h``/``rel_pos_w`` are ``tables[layer][0]``/``[1]`` in 2D and ``rel_pos_t``/``rel_pos_h``/
@@ -212,7 +222,7 @@ class DecomposedRelPos(PositionalEmbedding):
     (:meth:`no_weight_decay`), as MViTv2 does.
     """
 
-    hooks = frozenset({"attention_bias"})
+    hooks = frozenset({"extend_qk"})  # {"attention_bias"} for an instance with memory_efficient=False
 
     def __init__(
         self,
@@ -224,8 +234,14 @@ class DecomposedRelPos(PositionalEmbedding):
         grid: Sequence[int] | None = None,
         mode: str | None = "linear",
         scale_q: bool = False,
+        memory_efficient: bool = True,
     ) -> None:
         super().__init__(dim, num_heads, num_axes, num_prefix_tokens, depth, grid)
+        if not isinstance(memory_efficient, bool):
+            raise ValueError(f"memory_efficient must be True or False, got {memory_efficient!r}")
+        self.memory_efficient = memory_efficient
+        self.hooks = frozenset({"extend_qk" if memory_efficient else "attention_bias"})
+        self._onehots = TableCache()
         native = self.require_train_grid()
         if mode not in MODES:
             raise ValueError(f"unknown new-grid mode {mode!r}; valid modes: {', '.join(repr(m) for m in MODES)}")
@@ -258,20 +274,61 @@ class DecomposedRelPos(PositionalEmbedding):
             )
         return tuple(resize_rel_pos_table(table, g, self.mode) for table, g in zip(self.tables[layer], grid))
 
-    def attention_bias(self, q: Tensor, grid: Sequence[int], layer: int = 0) -> Tensor:
-        """``(B, heads, P + N, P + N)`` query-dependent bias; ``q`` is ``(B, heads, P + N, head_dim)``.
-
-        Prefix rows and columns are zero.  The bias is in the promoted dtype of ``q`` and the tables.
-        """
+    def _patch_queries(self, q: Tensor, grid: Sequence[int]) -> tuple[tuple[int, ...], Tensor]:
         grid = self.check_grid(grid)
         self.check_tokens(q, grid, "q")
         if q.dim() != 4 or q.shape[-1] != self.head_dim:
             raise ValueError(f"q must be (B, heads, P + N, {self.head_dim}), got {tuple(q.shape)}")
-        tables = self.layer_tables(grid, layer)
         q_patch = q[:, :, self.num_prefix_tokens:]
-        if self.scale_q:
-            q_patch = q_patch * self.head_dim ** -0.5
-        return self.pad_bias(decomposed_rel_pos_bias(q_patch, grid, tables))
+        return grid, (q_patch * self.head_dim ** -0.5 if self.scale_q else q_patch)
+
+    def bias(self, q: Tensor, grid: Sequence[int], layer: int = 0) -> Tensor:
+        """The full ``(B, heads, P + N, P + N)`` query-dependent bias; ``q`` is ``(B, heads, P + N, head_dim)``.
+
+        Prefix rows and columns are zero.  The bias is in the promoted dtype of ``q`` and the tables.
+        """
+        grid, q_patch = self._patch_queries(q, grid)
+        return self.pad_bias(decomposed_rel_pos_bias(q_patch, grid, self.layer_tables(grid, layer)))
+
+    def attention_bias(self, q: Tensor, grid: Sequence[int], layer: int = 0) -> Tensor | None:
+        """:meth:`bias` when built with ``memory_efficient=False``, else ``None`` (see :meth:`extend_qk`)."""
+        return None if self.memory_efficient else self.bias(q, grid, layer)
+
+    def key_coordinates(self, grid: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+        """Cached one-hot key coordinates ``(P + N, Σ_a G_a)`` float32: row ``j`` has a 1 in the block of
+        every axis ``a`` at column ``a(j)``; prefix rows are zero."""
+        grid = self.check_grid(grid)
+        device = torch.device("cpu") if device is None else torch.device(device)
+
+        def build() -> Tensor:
+            coords = torch.stack(torch.meshgrid(*[torch.arange(g) for g in grid], indexing="ij"), -1).reshape(-1, len(grid))
+            onehot = torch.cat([F.one_hot(coords[:, a], g) for a, g in enumerate(grid)], dim=-1).float()
+            return F.pad(onehot, (0, 0, self.num_prefix_tokens, 0)).to(device)
+
+        return self._onehots.get((grid, device), build)
+
+    def extend_qk(self, q: Tensor, k: Tensor, grid: Sequence[int], layer: int = 0,
+                  scale: float | None = None) -> tuple[Tensor, Tensor] | None:
+        """``q`` and ``k`` ``(B, heads, P + N, head_dim)`` with ``Σ_a G_a`` channels appended (``None`` when
+        built with ``memory_efficient=False``).
+
+        ``q′ = [q, rel_0 … rel_{A−1}] / scale`` and ``k′ = [k, one-hot coordinates]``, so that
+        ``q′·k′ · scale`` is the logit plus :meth:`bias`.  The extra channels are zero-padded to a
+        multiple of 8 (fused attention kernels prefer such widths).
+        """
+        if not self.memory_efficient:
+            return None
+        grid, q_patch = self._patch_queries(q, grid)
+        scale = self.head_dim ** -0.5 if scale is None else scale
+        terms = decomposed_rel_pos_terms(q_patch, grid, self.layer_tables(grid, layer))
+        q_extra = torch.cat(terms, dim=-1) / scale
+        width = q_extra.shape[-1]
+        pad = -(q.shape[-1] + width) % 8
+        q_extra = F.pad(q_extra, (0, pad, self.num_prefix_tokens, 0))
+        k_extra = F.pad(self.key_coordinates(grid, k.device), (0, pad))
+        k_extra = k_extra.to(k.dtype).expand(*k.shape[:-1], width + pad)
+        return torch.cat([q, q_extra.to(q.dtype)], dim=-1), torch.cat([k, k_extra], dim=-1)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, mode={self.mode!r}, scale_q={self.scale_q}"
+        return (f"{super().extra_repr()}, mode={self.mode!r}, scale_q={self.scale_q}, "
+                f"memory_efficient={self.memory_efficient}")

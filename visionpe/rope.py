@@ -32,11 +32,15 @@ __all__ = [
     "AxialRoPE",
     "apply_rope",
     "check_layout",
+    "compact_table",
     "expand_layout",
     "find_intrinsic_component",
     "grid_positions",
+    "prefix_identity",
+    "rope_compact_cos_sin",
     "rope_cos_sin",
     "rope_frequencies",
+    "rotate_compact",
 ]
 
 LAYOUTS = ("interleaved", "half")
@@ -93,6 +97,41 @@ def _check_axes(dims: Sequence[int], base, scaling: Scaling, num_axes: int):
     return dims, bases, rules
 
 
+def rope_compact_cos_sin(
+    positions: Tensor,
+    dims: Sequence[int],
+    base: float | Sequence[float] = 10000.0,
+    scaling: Scaling = None,
+) -> tuple[Tensor, Tensor]:
+    """Cos and sin of every rotary channel, one column per channel (before the layout is applied).
+
+    Same arguments as :func:`rope_cos_sin` without ``layout``.
+
+    Returns:
+        ``(cos, sin)``, each ``(N, D/2)`` float64 on the device of ``positions`` (the CPU for Apple
+        MPS, which has no float64); column ``i`` is the complex channel ``i`` of the concatenated axis
+        blocks, multiplied by its rule's ``cos_sin_scale``.
+    """
+    if not isinstance(positions, Tensor) or positions.dim() != 2:
+        raise ValueError(f"positions must be an (N, A) tensor, got "
+                         f"{tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__}")
+    dims, bases, rules = _check_axes(dims, base, scaling, positions.shape[1])
+    # float64 is not available everywhere (Apple MPS): compute on the CPU there
+    work = torch.device("cpu") if positions.device.type == "mps" else positions.device
+    pos = positions.to(work, torch.float64)
+    # (a data-dependent check: skipped while torch.compile traces, where positions come from a grid)
+    if not torch.compiler.is_compiling() and not torch.isfinite(pos).all():
+        raise ValueError("positions contain NaN or inf; every token needs a finite coordinate")
+    cos_blocks, sin_blocks = [], []
+    for axis, (d, b, rule) in enumerate(zip(dims, bases, rules)):
+        theta = rope_frequencies(d, b) if rule is None else rule.frequencies(d, b)
+        angles = pos[:, axis, None] * theta.to(work)[None, :]
+        scale = 1.0 if rule is None else rule.cos_sin_scale
+        cos_blocks.append(angles.cos() * scale)
+        sin_blocks.append(angles.sin() * scale)
+    return torch.cat(cos_blocks, dim=-1), torch.cat(sin_blocks, dim=-1)
+
+
 def rope_cos_sin(
     positions: Tensor,
     dims: Sequence[int],
@@ -120,35 +159,71 @@ def rope_cos_sin(
             positions, an unknown layout, or a rule that rejects its axis (e.g. RIFLEx ``k`` > d_a/2).
     """
     check_layout(layout)
-    if not isinstance(positions, Tensor) or positions.dim() != 2:
-        raise ValueError(f"positions must be an (N, A) tensor, got "
-                         f"{tuple(positions.shape) if isinstance(positions, Tensor) else type(positions).__name__}")
-    dims, bases, rules = _check_axes(dims, base, scaling, positions.shape[1])
+    cos, sin = rope_compact_cos_sin(positions, dims, base, scaling)
     device = positions.device
-    # float64 is not available everywhere (Apple MPS): compute on the CPU there and move the result
-    work = torch.device("cpu") if device.type == "mps" else device
-    pos = positions.to(work, torch.float64)
-    if not torch.isfinite(pos).all():
-        raise ValueError("positions contain NaN or inf; every token needs a finite coordinate")
-    cos_blocks, sin_blocks = [], []
-    for axis, (d, b, rule) in enumerate(zip(dims, bases, rules)):
-        theta = rope_frequencies(d, b) if rule is None else rule.frequencies(d, b)
-        angles = pos[:, axis, None] * theta.to(work)[None, :]
-        scale = 1.0 if rule is None else rule.cos_sin_scale
-        cos_blocks.append(angles.cos() * scale)
-        sin_blocks.append(angles.sin() * scale)
-    cos = expand_layout(torch.cat(cos_blocks, dim=-1), layout)
-    sin = expand_layout(torch.cat(sin_blocks, dim=-1), layout)
-    return cos.to(device, torch.float32), sin.to(device, torch.float32)
+    return (expand_layout(cos, layout).to(device, torch.float32),
+            expand_layout(sin, layout).to(device, torch.float32))
 
 
-def _rotate_pairs(x: Tensor, layout: str) -> Tensor:
-    """The partner of every channel with the sign of a +90° turn: ``(a, b) -> (−b, a)`` per pair."""
+def compact_table(table: Tensor, layout: str) -> Tensor:
+    """One column per rotary channel, ``(..., D/2)``, from a ``(..., D)`` cos or sin table in ``layout``.
+
+    The inverse of :func:`expand_layout` (a view, no copy).
+    """
+    if check_layout(layout) == "interleaved":
+        return table[..., ::2]
+    return table[..., : table.shape[-1] // 2]
+
+
+def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
+    """The two members ``(a, b)`` of every rotated pair, each ``(..., D/2)`` (views of ``x``)."""
     if layout == "interleaved":
-        first, second = x.unflatten(-1, (-1, 2)).unbind(-1)
-        return torch.stack([-second, first], dim=-1).flatten(-2)
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat([-second, first], dim=-1)
+        return x.unflatten(-1, (-1, 2)).unbind(-1)
+    return x.unflatten(-1, (2, -1)).unbind(-2)
+
+
+def _join(a: Tensor, b: Tensor, layout: str) -> Tensor:
+    """Inverse of :func:`_pairs`: ``(..., D/2)`` twice -> ``(..., D)``."""
+    return torch.stack([a, b], dim=-1).flatten(-2) if layout == "interleaved" else torch.cat([a, b], dim=-1)
+
+
+def _complex_view_ok(x: Tensor) -> bool:
+    """Whether ``x`` ``(..., D)`` can be viewed as ``(..., D/2)`` complex numbers without a copy."""
+    return x.stride(-1) == 1 and x.storage_offset() % 2 == 0 and all(s % 2 == 0 for s in x.stride()[:-1])
+
+
+def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
+    """Rotate ``x`` by per-channel angles given as compact cos and sin: the fast path of :func:`apply_rope`.
+
+    Args:
+        x: ``(..., N, D)`` queries or keys, any float dtype.
+        cos, sin: ``(..., N, D/2)`` float32 or float64, broadcastable to ``x`` without the last axis,
+            column ``i`` for complex channel ``i`` (:func:`rope_compact_cos_sin`,
+            :func:`compact_table`).  A row of ones and zeros leaves its token unchanged (how prefix
+            tokens are passed through in one call).
+        layout: ``"interleaved"`` or ``"half"``.
+
+    Returns:
+        ``(..., N, D)`` in ``x.dtype``, computed in float32 (float64 if ``x`` is float64).
+
+    In eager mode the interleaved layout is one complex multiplication (one pass over ``x``; the
+    real-valued formula takes five), and the half layout two fused multiply-adds per half.  Under
+    ``torch.compile`` the real-valued formula is traced instead, which the compiler fuses into one
+    kernel.  Inputs are not validated here; :func:`apply_rope` and the modules do that.
+    """
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    cos, sin = cos.to(x.device, compute), sin.to(x.device, compute)
+    xc = x.to(compute)
+    if torch.compiler.is_compiling():
+        a, b = _pairs(xc, layout)
+        return _join(a * cos - b * sin, b * cos + a * sin, layout).to(x.dtype)
+    if layout == "interleaved":
+        if not _complex_view_ok(xc):
+            xc = xc.contiguous()
+        z = torch.view_as_complex(xc.unflatten(-1, (-1, 2))) * torch.complex(cos, sin)
+        return torch.view_as_real(z).flatten(-2).to(x.dtype)
+    a, b = _pairs(xc, layout)
+    return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)], dim=-1).to(x.dtype)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
@@ -163,6 +238,9 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved")
 
     Returns:
         ``(..., N, D)`` in ``x.dtype``; computed in float32 (float64 if ``x`` is float64).
+
+    The tables are read at one column per pair (their two copies must agree, as tables from
+    :func:`rope_cos_sin` do); see :func:`rotate_compact` for the computation.
     """
     check_layout(layout)
     if not x.is_floating_point():
@@ -181,10 +259,19 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved")
     if broadcast != x.shape:
         raise ValueError(f"cos/sin of shape {tuple(cos.shape)} do not broadcast to x {tuple(x.shape)}; "
                          f"use (N, D) tables or put per-head tables on the heads axis")
-    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-    xc = x.to(compute)
-    out = xc * cos.to(x.device, compute) + _rotate_pairs(xc, layout) * sin.to(x.device, compute)
-    return out.to(x.dtype)
+    return rotate_compact(x, compact_table(cos, layout), compact_table(sin, layout), layout)
+
+
+def prefix_identity(cos: Tensor, sin: Tensor, num_prefix_tokens: int) -> tuple[Tensor, Tensor]:
+    """Prepend ``P`` identity rows (cos 1, sin 0) to ``(..., N, C)`` tables: ``(..., P + N, C)``.
+
+    Rotating by them leaves the prefix tokens exactly as they are, so queries and keys with CLS or
+    register tokens are rotated in one call, without slicing and concatenating.
+    """
+    if num_prefix_tokens == 0:
+        return cos, sin
+    pad = (0, 0, num_prefix_tokens, 0)
+    return (torch.nn.functional.pad(cos, pad, value=1.0), torch.nn.functional.pad(sin, pad, value=0.0))
 
 
 @register_pe("rope-axial")
@@ -229,7 +316,7 @@ class AxialRoPE(PositionalEmbedding):
                              f"(dim={dim} / num_heads={num_heads}); give per-axis dims that sum to {self.head_dim}")
         self.layout = check_layout(layout)
         # one-token table: rule errors (e.g. a RIFLEx k beyond its axis' dim) surface here, not mid-forward
-        rope_cos_sin(torch.zeros(1, num_axes), self.dims, self.bases, self.rules, self.layout)
+        rope_compact_cos_sin(torch.zeros(1, num_axes), self.dims, self.bases, self.rules)
         self._cache = TableCache()
 
     def with_scaling(self, scaling: Scaling) -> AxialRoPE:
@@ -243,28 +330,43 @@ class AxialRoPE(PositionalEmbedding):
                          self.train_grid, self.dims, self.bases, scaling, self.layout)
 
     def cos_sin(self, grid: Sequence[int], device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
-        """Cached ``(cos, sin)``, each ``(N, head_dim)`` float32, for the patch tokens of ``grid``."""
+        """Cached ``(cos, sin)``, each ``(N, head_dim)`` float32 in this PE's layout, for the patch tokens of ``grid``."""
         grid = self.check_grid(grid)
         device = torch.device("cpu") if device is None else torch.device(device)
         return self._cache.get(
-            (grid, device),
+            (grid, device, "expanded"),
             lambda: tuple(t.to(device) for t in rope_cos_sin(
                 grid_positions(grid), self.dims, self.bases, self.rules, self.layout)),
         )
+
+    def compact_cos_sin(self, grid: Sequence[int], device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
+        """Cached ``(cos, sin)``, each ``(P + N, head_dim / 2)`` float32, one column per rotary channel.
+
+        The first ``P = num_prefix_tokens`` rows are the identity (cos 1, sin 0).  This is the table
+        :meth:`rotate` uses (:func:`rotate_compact`).
+        """
+        grid = self.check_grid(grid)
+        device = torch.device("cpu") if device is None else torch.device(device)
+
+        def build() -> tuple[Tensor, Tensor]:
+            cos, sin = rope_compact_cos_sin(grid_positions(grid), self.dims, self.bases, self.rules)
+            cos, sin = prefix_identity(cos.float(), sin.float(), self.num_prefix_tokens)
+            return cos.to(device), sin.to(device)
+
+        return self._cache.get((grid, device, "compact"), build)
 
     def rotate(self, q: Tensor, k: Tensor, grid: Sequence[int], layer: int = 0) -> tuple[Tensor, Tensor]:
         """Rotate the patch tokens of ``q`` and ``k``, each ``(B, heads, P + N, head_dim)``."""
         grid = self.check_grid(grid)
         self.check_layer(layer)
-        cos, sin = self.cos_sin(grid, q.device)
-        return self._rotate_one(q, grid, cos, sin, "q"), self._rotate_one(k, grid, cos, sin, "k")
-
-    def _rotate_one(self, x: Tensor, grid, cos: Tensor, sin: Tensor, what: str) -> Tensor:
-        self.check_tokens(x, grid, what)
-        if x.shape[-1] != self.head_dim:
-            raise ValueError(f"{what} has head dim {x.shape[-1]} but this PE was built for {self.head_dim}")
-        p = self.num_prefix_tokens
-        return torch.cat([x[..., :p, :], apply_rope(x[..., p:, :], cos, sin, self.layout)], dim=-2)
+        for x, what in ((q, "q"), (k, "k")):
+            self.check_tokens(x, grid, what)
+            if x.shape[-1] != self.head_dim:
+                raise ValueError(f"{what} has head dim {x.shape[-1]} but this PE was built for {self.head_dim}")
+            if not x.is_floating_point():
+                raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
+        cos, sin = self.compact_cos_sin(grid, q.device)
+        return rotate_compact(q, cos, sin, self.layout), rotate_compact(k, cos, sin, self.layout)
 
     def extra_repr(self) -> str:
         rules = None if all(r is None for r in self.rules) else self.rules

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from .base import PositionalEmbedding, TableCache, grid_positions
 from .registry import register_pe
-from .rope import apply_rope, check_layout, expand_layout
+from .rope import check_layout, expand_layout, prefix_identity, rotate_compact
 
 __all__ = ["MixedRoPE", "init_mixed_frequencies", "mixed_angles", "random_frames"]
 
@@ -151,13 +151,18 @@ class MixedRoPE(PositionalEmbedding):
         """Parameter names to exclude from weight decay."""
         return {"freqs"}
 
-    def cos_sin(self, grid: Sequence[int], layer: int = 0) -> tuple[Tensor, Tensor]:
-        """``(cos, sin)`` of layer ``layer``, each ``(heads, N, head_dim)`` float32 (differentiable in ``freqs``)."""
+    def angles(self, grid: Sequence[int], layer: int = 0) -> Tensor:
+        """Phases of layer ``layer``, ``(heads, N, head_dim / 2)`` float32, one column per rotary channel
+        (differentiable in ``freqs``)."""
         grid = self.check_grid(grid)
         self.check_layer(layer)
         device = self.freqs.device
         positions = self._positions.get((grid, device), lambda: grid_positions(grid, torch.float32, device))
-        angles = mixed_angles(positions, self.freqs[layer])
+        return mixed_angles(positions, self.freqs[layer])
+
+    def cos_sin(self, grid: Sequence[int], layer: int = 0) -> tuple[Tensor, Tensor]:
+        """``(cos, sin)`` of layer ``layer``, each ``(heads, N, head_dim)`` float32 (differentiable in ``freqs``)."""
+        angles = self.angles(grid, layer)
         return expand_layout(angles.cos(), self.layout), expand_layout(angles.sin(), self.layout)
 
     def rotate(self, q: Tensor, k: Tensor, grid: Sequence[int], layer: int = 0) -> tuple[Tensor, Tensor]:
@@ -168,10 +173,11 @@ class MixedRoPE(PositionalEmbedding):
             if x.dim() != 4 or x.shape[1] != self.num_heads or x.shape[-1] != self.head_dim:
                 raise ValueError(f"{what} must be (B, {self.num_heads}, P + N, {self.head_dim}), "
                                  f"got {tuple(x.shape)}")
-        cos, sin = self.cos_sin(grid, layer)
-        p = self.num_prefix_tokens
-        return tuple(torch.cat([x[..., :p, :], apply_rope(x[..., p:, :], cos, sin, self.layout)], dim=-2)
-                     for x in (q, k))
+            if not x.is_floating_point():
+                raise ValueError(f"{what} must be a floating-point tensor, got {x.dtype}")
+        angles = self.angles(grid, layer)
+        cos, sin = prefix_identity(angles.cos(), angles.sin(), self.num_prefix_tokens)
+        return rotate_compact(q, cos, sin, self.layout), rotate_compact(k, cos, sin, self.layout)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, base={self.base}, rotate={self.random_frames}, "
