@@ -7,6 +7,7 @@ Commands:
     visionpe bench resolution [--quick] train one model per PE and seed, evaluate, report mean ± std
     visionpe eval length CKPT ...       sample a video DiT at longer lengths under each RoPE rule, measure the videos
     visionpe bench length [--quick]     train a video DiT per seed, compare PI/NTK/YaRN/RIFLEx at 1x-3x length
+    visionpe bench speed [--quick]      RoPE apply vs peers and the clone floor, table builds, step overhead, memory
     visionpe adapt ...                  move a timm ViT to a new size and/or swap its PE
     visionpe inspect rope ...           periods of every RoPE component and what each scaling rule does to them
 """
@@ -163,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .adapt_cli import add_parser as add_adapt_parser
     from .inspect_rope import add_parser as add_inspect_parser
     from .length_cli import add_parsers as add_length_parsers
+    from .speed_cli import add_parser as add_speed_parser
 
     add_length_parsers(eval_parser, bench_parser)
+    add_speed_parser(bench_parser)
     add_adapt_parser(sub)
     add_inspect_parser(sub)
     return parser
@@ -174,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``visionpe`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line, for result files
     console = Console()
     try:
         return args.func(args, console)
