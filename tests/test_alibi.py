@@ -121,3 +121,16 @@ def test_errors():
         pe.attention_bias(torch.randn(1, 2, 10, 4), (3, 3))
     with pytest.raises(ValueError, match="num_axes=3"):
         pe.attention_bias(torch.randn(1, 2, 9, 4), (1, 3, 3))
+
+
+def test_module_bias_is_alibi_bias_bit_for_bit():
+    """The module builds its table head by head (lower peak memory) with the values of alibi_bias."""
+    pe = build_pe("alibi", dim=24, num_heads=6, num_axes=3, num_prefix_tokens=2, axis_weights=(2.0, 1.0, 1.0),
+                  scale=0.5)
+    grid = (2, 3, 4)
+    ref = alibi_bias(grid, torch.tensor(pe.slopes, dtype=torch.float64), 0.5, (2.0, 1.0, 1.0))
+    for dtype in (torch.float64, torch.float32):
+        got = pe.bias(grid, "cpu", dtype)
+        assert got.shape == (1, 6, 26, 26) and got.dtype == dtype
+        assert torch.equal(got[0, :, 2:, 2:], ref.to(dtype))
+        assert got[0, :, :2].abs().sum() == 0 and got[0, :, :, :2].abs().sum() == 0

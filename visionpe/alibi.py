@@ -26,7 +26,7 @@ from torch import Tensor
 from .base import PositionalEmbedding, TableCache, grid_positions
 from .registry import register_pe
 
-__all__ = ["ALiBi2D", "alibi_bias", "alibi_slopes"]
+__all__ = ["ALiBi2D", "alibi_bias", "alibi_slopes", "grid_distances"]
 
 
 def _power_of_two_slopes(n: int) -> list[float]:
@@ -66,17 +66,22 @@ def alibi_bias(
     Returns:
         ``(heads, N, N)`` float64 with ``out[h, i, j] = −scale·m_h·‖(p_i − p_j) ⊙ w‖₂``.
     """
-    positions = grid_positions(grid)
-    weights = _check_axis_weights(axis_weights, positions.shape[1])
     _check_scale(scale)
     if not isinstance(slopes, Tensor) or slopes.dim() != 1:
         raise ValueError(f"slopes must be a (heads,) tensor, got "
                          f"{tuple(slopes.shape) if isinstance(slopes, Tensor) else type(slopes).__name__}")
+    return -scale * slopes.to(torch.float64)[:, None, None] * grid_distances(grid, axis_weights)
+
+
+def grid_distances(grid: Sequence[int], axis_weights: Sequence[float] | None = None) -> Tensor:
+    """``(N, N)`` float64 weighted Euclidean distances ``‖(p_i − p_j) ⊙ w‖₂`` between the tokens of a grid."""
+    positions = grid_positions(grid)
+    weights = _check_axis_weights(axis_weights, positions.shape[1])
     squared = torch.zeros(positions.shape[0], positions.shape[0], dtype=torch.float64)
     for axis in range(positions.shape[1]):
         coords = positions[:, axis] * weights[axis]
         squared += (coords[:, None] - coords[None, :]).square()
-    return -scale * slopes.to(torch.float64)[:, None, None] * squared.sqrt()
+    return squared.sqrt()
 
 
 def _check_scale(scale: float) -> float:
@@ -132,15 +137,23 @@ class ALiBi2D(PositionalEmbedding):
         self._cache = TableCache()
 
     def bias(self, grid: Sequence[int], device: torch.device | str, dtype: torch.dtype) -> Tensor:
-        """Cached ``(1, heads, P + N, P + N)`` bias in ``dtype`` on ``device`` (computed in float64)."""
+        """Cached ``(1, heads, P + N, P + N)`` bias in ``dtype`` on ``device`` (computed in float64).
+
+        Built head by head into the output, so the peak memory is the bias plus one ``(N, N)`` float64
+        distance table (the values are those of :func:`alibi_bias`).
+        """
         grid = self.check_grid(grid)
         device = torch.device(device)
-        return self._cache.get(
-            (grid, device, dtype),
-            lambda: self.pad_bias(
-                alibi_bias(grid, torch.tensor(self.slopes, dtype=torch.float64), self.scale, self.axis_weights)
-            ).unsqueeze(0).to(device=device, dtype=dtype),
-        )
+
+        def build() -> Tensor:
+            distances = grid_distances(grid, self.axis_weights)
+            p, n = self.num_prefix_tokens, distances.shape[0]
+            out = torch.zeros(1, len(self.slopes), p + n, p + n, dtype=dtype, device=device)
+            for head, slope in enumerate(self.slopes):
+                out[0, head, p:, p:] = (-self.scale * slope * distances).to(device=device, dtype=dtype)
+            return out
+
+        return self._cache.get((grid, device, dtype), build)
 
     def attention_bias(self, q: Tensor, grid: Sequence[int], layer: int = 0) -> Tensor:
         """``(1, heads, P + N, P + N)`` bias in ``q``'s floating dtype (float32 for other dtypes)."""
