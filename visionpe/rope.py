@@ -207,7 +207,8 @@ def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleav
         ``(..., N, D)`` in ``x.dtype``, computed in float32 (float64 if ``x`` is float64).
 
     In eager mode the interleaved layout is one complex multiplication (one pass over ``x``; the
-    real-valued formula takes five), and the half layout two fused multiply-adds per half.  Under
+    real-valued formula takes five), and the half layout a multiply and a fused multiply-add per half,
+    written in place into the output when no gradient is needed.  Under
     ``torch.compile`` the real-valued formula is traced instead, which the compiler fuses into one
     kernel.  Inputs are not validated here; :func:`apply_rope` and the modules do that.
     """
@@ -223,7 +224,15 @@ def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleav
         z = torch.view_as_complex(xc.unflatten(-1, (-1, 2))) * torch.complex(cos, sin)
         return torch.view_as_real(z).flatten(-2).to(x.dtype)
     a, b = _pairs(xc, layout)
-    return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)], dim=-1).to(x.dtype)
+    if torch.is_grad_enabled() and (xc.requires_grad or cos.requires_grad or sin.requires_grad):
+        return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)],
+                         dim=-1).to(x.dtype)
+    # without autograd, write both halves in place into one output (no concatenation pass)
+    out = torch.empty(xc.shape, dtype=compute, device=x.device)
+    out_a, out_b = _pairs(out, layout)
+    torch.mul(a, cos, out=out_a).addcmul_(b, sin, value=-1)
+    torch.mul(b, cos, out=out_b).addcmul_(a, sin)
+    return out.to(x.dtype)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
