@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import Grid, PositionalEmbedding, TableCache, check_grid
+from .base import Grid, PositionalEmbedding, TableCache, check_grid, resolve_device
 from .registry import register_pe
 
 __all__ = [
@@ -449,7 +449,7 @@ class SinCosPE(AdditivePE):
               dtype: torch.dtype | None = None) -> Tensor:
         """Cached ``(P + N, C)`` table, zero prefix rows; float32 unless ``dtype`` is given."""
         grid = self.check_grid(grid)
-        device = torch.device("cpu") if device is None else torch.device(device)
+        device = resolve_device(device)
         dtype = torch.float32 if dtype is None else dtype
         return self._cache.get((grid, device, dtype),
                                lambda: self._pad_prefix(self.patch_table(grid, device, dtype)))

@@ -48,6 +48,7 @@ __all__ = [
     "TableCache",
     "attend",
     "check_grid",
+    "resolve_device",
     "grid_positions",
     "split_dim",
 ]
@@ -63,10 +64,14 @@ def check_grid(grid: Sequence[int], num_axes: int | None = None) -> Grid:
     Raises:
         ValueError: if the grid is malformed or has the wrong number of axes.
     """
-    # fast path for the common case (called on every forward): a valid tuple of plain ints
-    if (type(grid) is tuple and 0 < len(grid) < 4 and (num_axes is None or len(grid) == num_axes)
-            and all(type(g) is int and g >= 1 for g in grid)):
-        return grid
+    # fast path for the common case (called on every forward): a valid tuple of plain ints (a loop,
+    # not all() over a generator: this runs in every layer of every forward)
+    if type(grid) is tuple and 0 < len(grid) < 4 and (num_axes is None or len(grid) == num_axes):
+        for g in grid:
+            if type(g) is not int or g < 1:
+                break
+        else:
+            return grid
     if isinstance(grid, (str, bytes)):
         raise ValueError(f"grid must be a sequence of ints such as (H, W) or (T, H, W), got the string {grid!r}")
     try:
@@ -85,6 +90,13 @@ def check_grid(grid: Sequence[int], num_axes: int | None = None) -> Grid:
             f"build it with num_axes={len(out)} or pass a grid with {num_axes} axes"
         )
     return out
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """``device`` as a ``torch.device`` (``None`` is the CPU); cheap when it already is one (cache keys)."""
+    if type(device) is torch.device:
+        return device
+    return torch.device("cpu" if device is None else device)
 
 
 def grid_positions(grid: Sequence[int], dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -139,26 +151,26 @@ class TableCache:
 
     def __init__(self, max_entries: int = 16) -> None:
         self.max_entries = max_entries
-        self._store: dict[tuple, tuple[tuple[Tensor, ...], tuple[int, ...], bool]] = {}
+        # key -> (value as handed out, its tensors, their version counters when cached)
+        self._store: dict[tuple, tuple[Tensor | tuple[Tensor, ...], tuple[Tensor, ...], list[int]]] = {}
 
     def get(self, key: tuple, build: Callable[[], Tensor | tuple[Tensor, ...]]):
         """Return the cached value for ``key``, building it with ``build()`` on a miss."""
         hit = self._store.get(key)
         if hit is not None:
-            tensors, versions, single = hit
-            if torch.compiler.is_compiling():
-                return tensors[0] if single else tensors
-            if all(t._version == v for t, v in zip(tensors, versions)):
-                return tensors[0] if single else tensors
+            value, tensors, versions = hit
+            if torch.compiler.is_compiling() or [t._version for t in tensors] == versions:
+                return value
         # built as normal tensors even under inference_mode, so the version check works
         with torch.inference_mode(False), torch.no_grad():
             value = build()
-        single = isinstance(value, Tensor)
-        tensors = (value,) if single else tuple(value)
+        if not isinstance(value, Tensor):
+            value = tuple(value)
+        tensors = (value,) if isinstance(value, Tensor) else value
         if len(self._store) >= self.max_entries:
             self._store.pop(next(iter(self._store)))
-        self._store[key] = (tensors, tuple(t._version for t in tensors), single)
-        return value if single else tensors
+        self._store[key] = (value, tensors, [t._version for t in tensors])
+        return value
 
     def clear(self) -> None:
         """Drop every cached table."""

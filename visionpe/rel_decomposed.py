@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import PositionalEmbedding, TableCache, check_grid
+from .base import PositionalEmbedding, TableCache, check_grid, resolve_device
 from .registry import register_pe
 
 __all__ = [
@@ -298,7 +298,7 @@ class DecomposedRelPos(PositionalEmbedding):
         """Cached one-hot key coordinates ``(P + N, Σ_a G_a)`` float32: row ``j`` has a 1 in the block of
         every axis ``a`` at column ``a(j)``; prefix rows are zero."""
         grid = self.check_grid(grid)
-        device = torch.device("cpu") if device is None else torch.device(device)
+        device = resolve_device(device)
 
         def build() -> Tensor:
             coords = torch.stack(torch.meshgrid(*[torch.arange(g) for g in grid], indexing="ij"), -1).reshape(-1, len(grid))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .base import PositionalEmbedding, TableCache, grid_positions, split_dim
+from .base import PositionalEmbedding, TableCache, grid_positions, resolve_device, split_dim
 from .registry import register_pe
 from .scaling import ScalingRule, find_intrinsic_component, rope_frequencies
 
@@ -341,7 +341,7 @@ class AxialRoPE(PositionalEmbedding):
     def cos_sin(self, grid: Sequence[int], device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
         """Cached ``(cos, sin)``, each ``(N, head_dim)`` float32 in this PE's layout, for the patch tokens of ``grid``."""
         grid = self.check_grid(grid)
-        device = torch.device("cpu") if device is None else torch.device(device)
+        device = resolve_device(device)
         return self._cache.get(
             (grid, device, "expanded"),
             lambda: tuple(t.to(device) for t in rope_cos_sin(
@@ -355,7 +355,7 @@ class AxialRoPE(PositionalEmbedding):
         :meth:`rotate` uses (:func:`rotate_compact`).
         """
         grid = self.check_grid(grid)
-        device = torch.device("cpu") if device is None else torch.device(device)
+        device = resolve_device(device)
 
         def build() -> tuple[Tensor, Tensor]:
             cos, sin = rope_compact_cos_sin(grid_positions(grid), self.dims, self.bases, self.rules)
