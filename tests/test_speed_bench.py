@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from visionpe.cli import main
-from visionpe.speed_bench import MEMORY_PES, PRESETS, attention_inputs, interleaved_timings, preset, train_step_pes
+from visionpe.speed_bench import (MEMORY_PES, PRESETS, attention_inputs, interleaved_timings, paired_timings, preset,
+                                  train_step_pes)
 from visionpe.speed_report import evaluate_targets, speed_markdown
 
 
@@ -29,6 +30,7 @@ def test_quick_bench_runs_and_writes_its_files(tmp_path):
             assert r["max_abs_err"] < (1e-5 if r["dtype"] == "float32" else 0.1), r
         assert r["n"] == cfg.rounds and r["p25_ms"] <= r["median_ms"] <= r["p75_ms"]
     assert {r["pe"] for r in result["train"]} == set(train_step_pes())
+    assert all(r["overhead_p25_pct"] <= r["overhead_pct"] <= r["overhead_p75_pct"] for r in result["train"])
     assert len(result["memory"]) == len(cfg.memory_grids) * len(MEMORY_PES)
     assert result["graph_breaks"] and all(v == 0 for v in result["graph_breaks"].values())
     assert result["command"].startswith("visionpe bench speed --quick")
@@ -48,6 +50,19 @@ def test_interleaved_timings_rotate_the_order():
         interleaved_timings(fns, rounds=0, device=torch.device("cpu"))
 
 
+def test_paired_timings_put_each_call_next_to_a_baseline_call():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("base", "a", "b")}
+    out = paired_timings(fns, "base", rounds=2, device=torch.device("cpu"), warmup=1)
+    # warm-up round, then base-first and other-first rounds alternate
+    assert calls == ["base", "a", "base", "b"] + ["a", "base", "b", "base"] + ["base", "a", "base", "b"]
+    assert set(out) == {"a", "b"} and all(len(v["times"]) == len(v["base"]) == 2 for v in out.values())
+    with pytest.raises(ValueError, match="baseline"):
+        paired_timings(fns, "none", rounds=1, device=torch.device("cpu"))
+    with pytest.raises(ValueError, match="rounds"):
+        paired_timings(fns, "base", rounds=0, device=torch.device("cpu"))
+
+
 def _rope_row(contender, ms):
     return {"shape": "s", "qk_shape": [1, 1, 4, 8], "grid": [2, 2], "dims": [4, 4], "dtype": "float32",
             "layout": "interleaved", "contender": contender, "median_ms": ms, "p25_ms": ms, "p75_ms": ms,
@@ -62,7 +77,8 @@ def test_targets_are_judged_from_the_measurements():
                     "cached_over_first": 0.005, "cacheable": True},
                    {"pe": "cpb", "grid": [4, 4], "first_ms": 1.0, "cached_ms": 0.9, "cached_over_first": 0.9,
                     "cacheable": False}],
-        "train": [{"pe": pe, "median_ms": 10 + pct / 10, "p25_ms": 10.0, "p75_ms": 15.0, "overhead_pct": pct}
+        "train": [{"pe": pe, "median_ms": 10 + pct / 10, "p25_ms": 10.0, "p75_ms": 15.0, "overhead_pct": pct,
+                   "overhead_p25_pct": pct - 1, "overhead_p75_pct": pct + 1}
                   for pe, pct in (("none", 0.0), ("rope-axial", 3.5), ("alibi", 40.0))],
         "memory": [{"pe": "rel-decomposed", "grid": [s, s], "tokens": s * s, "peak_mb": mb, "full_table_mb": 3 * mb,
                     "decomposed_mb": 0.1 * mb} for s, mb in ((16, 1.0), (32, 16.0))],

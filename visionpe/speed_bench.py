@@ -10,7 +10,8 @@ Four measurements, all in one process (except peak memory on the CPU, see below)
 * **tables**: building a PE's cos/sin or bias table for a new grid, first call (cache cleared) and
   cached call.
 * **train**: one training step (forward, backward, AdamW) of the visionpe ViT with each PE, against
-  the same ViT without a PE.
+  the same ViT without a PE; every PE step is paired with a step without PE run right next to it
+  (:func:`paired_timings`), and the overhead is the median of the pairs' ratios.
 * **memory**: peak memory of the relative-bias families' ``attention_bias`` at large grids.  On a GPU
   it is ``torch.cuda.max_memory_allocated``; on the CPU, where PyTorch keeps no allocator
   statistics, each point runs in a fresh Linux process whose peak resident set (``VmHWM``) is reset
@@ -37,7 +38,7 @@ import torch
 from .base import TableCache, grid_positions
 from .rope import AxialRoPE, rope_compact_cos_sin, rope_cos_sin
 
-__all__ = ["PRESETS", "RopeShape", "SpeedConfig", "interleaved_timings", "run_speed_bench"]
+__all__ = ["PRESETS", "RopeShape", "SpeedConfig", "interleaved_timings", "paired_timings", "run_speed_bench"]
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,58 @@ def interleaved_timings(fns: dict[str, Callable[[], object]], rounds: int, devic
     return times
 
 
+def paired_timings(fns: dict[str, Callable[[], object]], base: str, rounds: int, device: torch.device,
+                   warmup: int = 1, progress: Callable[[], None] | None = None) -> dict[str, dict[str, list[float]]]:
+    """Seconds of every function but ``base``, each call paired with a call of ``base`` next to it.
+
+    Every round runs, for each function in turn, one call of it and one of ``base``, in an order that
+    alternates from round to round.  Returns ``{name: {"times": [...], "base": [...]}}``, entry ``i`` of
+    both lists from the same pair: the two calls ran seconds apart, on the same state of the machine, so
+    the median of ``times[i] / base[i]`` is a steadier overhead than a ratio of medians over minutes.
+    ``warmup`` untimed rounds come first; ``progress()`` is called after every timed round.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if base not in fns:
+        raise ValueError(f"the baseline {base!r} is not among the functions {list(fns)}")
+    others = [n for n in fns if n != base]
+    out: dict[str, dict[str, list[float]]] = {n: {"times": [], "base": []} for n in others}
+
+    def timed(fn: Callable[[], object]) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        return time.perf_counter() - start
+
+    for r in range(warmup + rounds):
+        for name in others:
+            if r % 2:
+                t_other, t_base = timed(fns[name]), timed(fns[base])
+            else:
+                t_base, t_other = timed(fns[base]), timed(fns[name])
+            if r >= warmup:
+                out[name]["times"].append(t_other)
+                out[name]["base"].append(t_base)
+        if r >= warmup and progress is not None:
+            progress()
+    return out
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    """``(p25, median, p75)`` of ``values`` (all three the value itself for one value)."""
+    values = sorted(values)
+    if len(values) == 1:
+        return values[0], values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], statistics.median(values), q[2]
+
+
 def _summary(seconds: list[float]) -> dict[str, float]:
     """Median, quartiles and minimum in milliseconds."""
     ms = sorted(1e3 * s for s in seconds)
-    q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
-    return {"median_ms": statistics.median(ms), "p25_ms": q[0], "p75_ms": q[2], "min_ms": ms[0], "n": len(ms)}
+    p25, median, p75 = _quartiles(ms)
+    return {"median_ms": median, "p25_ms": p25, "p75_ms": p75, "min_ms": ms[0], "n": len(ms)}
 
 
 # ---------------------------------------------------------------------------------------------- rope
@@ -333,7 +381,9 @@ def train_step_pes() -> list[str]:
 
 
 def bench_train(cfg: SpeedConfig, device: torch.device, tick: Callable[[], None]) -> list[dict]:
-    """Rows ``{pe, median_ms, …, overhead_pct}``: one AdamW training step per PE vs ``none``."""
+    """Rows ``{pe, median_ms, …, overhead_pct, overhead_p25_pct, overhead_p75_pct}``: one AdamW training
+    step per PE vs ``none``.  The overhead is the median (and quartiles) over :func:`paired_timings`
+    pairs of ``t_pe / t_none − 1``: each PE step is compared with the ``none`` step run next to it."""
     from .bench import variant_kwargs
     from .models.vit import VIT_SIZES, ViT
 
@@ -355,10 +405,14 @@ def bench_train(cfg: SpeedConfig, device: torch.device, tick: Callable[[], None]
             opt.zero_grad(set_to_none=True)
 
         steps[variant] = step
-    times = interleaved_timings(steps, cfg.train_rounds, device, warmup=2, progress=tick)
-    base = statistics.median(times["none"])
-    return [{"pe": v, **_summary(t), "overhead_pct": 100 * (statistics.median(t) / base - 1)}
-            for v, t in times.items()]
+    pairs = paired_timings(steps, "none", cfg.train_rounds, device, warmup=2, progress=tick)
+    rows = [{"pe": "none", **_summary([t for p in pairs.values() for t in p["base"]]), "overhead_pct": 0.0,
+             "overhead_p25_pct": 0.0, "overhead_p75_pct": 0.0}]
+    for variant, p in pairs.items():
+        pct = _quartiles([100 * (t / b - 1) for t, b in zip(p["times"], p["base"])])
+        rows.append({"pe": variant, **_summary(p["times"]), "overhead_pct": pct[1], "overhead_p25_pct": pct[0],
+                     "overhead_p75_pct": pct[2]})
+    return rows
 
 
 # -------------------------------------------------------------------------------------------- memory

@@ -121,11 +121,12 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
         cfg = result["config"]
         lines += ["## One training step (forward, backward, AdamW)", "",
                   f"visionpe ViT size `{cfg['train_size']}`, {cfg['train_img']} px, batch {cfg['train_batch']}; "
-                  f"overhead against the same ViT without a PE.", "",
-                  "| PE | median ms | IQR ms | overhead |", "|---|---|---|---|"]
+                  f"overhead: median over pairs (IQR in brackets) of the step time over that of the same ViT "
+                  f"without a PE, run right next to it.", "",
+                  "| PE | median ms | IQR ms | overhead | overhead IQR |", "|---|---|---|---|---|"]
         for r in result["train"]:
             lines.append(f"| {r['pe']} | {r['median_ms']:.1f} | {r['p25_ms']:.1f}–{r['p75_ms']:.1f} | "
-                         f"{r['overhead_pct']:+.1f}% |")
+                         f"{r['overhead_pct']:+.1f}% | {r['overhead_p25_pct']:+.1f}% to {r['overhead_p75_pct']:+.1f}% |")
         lines.append("")
     if result.get("memory"):
         lines += ["## Peak memory of attention_bias (batch 1)", "",
