@@ -22,7 +22,9 @@ from visionpe.training.video_diffusion import VideoDiffusionModule
 from visionpe.video_io import save_video_grid
 
 TINY = ["--steps", "2", "--num-videos", "2", "--sample-steps", "2", "--train-frames", "4", "--test-frames", "4", "8",
-        "--seeds", "0", "--no-progress"]
+        "--seeds", "0", "--no-progress", "--num-objects", "1", "--radius", "0.2", "0.3", "--noise-std", "0.05"]
+#: the scene TINY trains on, as the ground-truth clips must render it (fps 8, default speed)
+TINY_SCENE = {"fps": 8.0, "num_objects": 1, "speed": [0.2, 0.5], "radius": [0.2, 0.3], "noise_std": 0.05}
 
 
 def test_temporal_rules_are_the_scaling_objects_for_the_length_ratio():
@@ -58,6 +60,25 @@ def _module(patch=(1, 8, 8), pe="rope-axial", pe_kwargs=None) -> VideoDiffusionM
                                 video_size=(4, 16, 16), patch_size=patch, objective="flow-x")
 
 
+def test_reference_clips_follow_the_training_scene():
+    clips = reference_clips(3, 2, (16, 16), scene={"num_objects": 1, "noise_std": 0.0})
+    first = clips[:, :, 0]
+    # a flat background: the corner pixels of most clips share one colour (one object cannot cover them all)
+    corners = torch.stack([first[..., 0, 0], first[..., 0, -1], first[..., -1, 0], first[..., -1, -1]], dim=-1)
+    assert (corners.std(dim=-1) < 1e-6).all(dim=-1).sum() >= 2
+    assert not torch.equal(clips, reference_clips(3, 2, (16, 16)))
+
+
+def test_procedural_scene_from_saved_data_hyperparameters():
+    from visionpe.data.video_module import VideoDataModule, procedural_scene
+
+    data = VideoDataModule(num_frames=4, size=16, stride=2, num_objects=3, radius=(0.1, 0.2), noise_std=0.0)
+    assert procedural_scene(dict(data.hparams)) == {"fps": 4.0, "num_objects": 3, "speed": (0.2, 0.5),
+                                                    "radius": (0.1, 0.2), "noise_std": 0.0}
+    assert procedural_scene(None) is None
+    assert procedural_scene({"dataset": "folder", "root": "clips"}) is None
+
+
 def test_eval_config_rejects_what_the_model_cannot_run():
     with pytest.raises(ValueError, match="not divisible by the patch size 2"):
         LengthEvalConfig(test_frames=[4, 9]).check(_module(patch=(2, 8, 8)))
@@ -69,6 +90,10 @@ def test_eval_config_rejects_what_the_model_cannot_run():
         LengthEvalConfig(rules=["none", "pi"]).check(_module(pe="sincos", pe_kwargs={}))
     with pytest.raises(ValueError, match="positive"):
         LengthEvalConfig(test_frames=[]).check(_module())
+    with pytest.raises(ValueError, match="unknown scene parameters"):
+        LengthEvalConfig(scene={"objects": 1}).check(_module())
+    with pytest.raises(ValueError, match="num_objects"):
+        LengthEvalConfig(scene={"num_objects": 0}).check(_module())
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +113,7 @@ def test_bench_length_writes_tables_plots_and_samples(bench_dir):
     assert len(cell["curves"]["top_motion"]) == 7              # one value per consecutive frame pair
     run = results["runs"][0]
     assert run["rope"]["k"] in (1, 2) and run["rope"]["source"]
+    assert run["config"]["scene"] == TINY_SCENE                # ground truth rendered like the training clips
     assert run["device"] == "cpu"
     # at the training length every rule is the identity: the same videos, the same numbers
     assert results["summary"]["pi"]["4"]["motion"] == results["summary"]["none"]["4"]["motion"]
@@ -119,6 +145,7 @@ def test_eval_length_on_a_checkpoint_with_a_given_k(bench_dir, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["methods"] == ["none", "riflex", "ground truth"] and results["lengths"] == [4, 12]
     assert results["runs"][0]["rope"]["k"] == 1 and results["runs"][0]["rope"]["source"] == "given"
+    assert results["config"]["scene"] == TINY_SCENE            # read from the checkpoint's data module
     # RIFLEx changes the 12-frame videos (k=1 has period 6.3 < 12 frames) but not the 4-frame ones
     s = results["summary"]
     assert s["riflex"]["4"]["warp_error"] == s["none"]["4"]["warp_error"]

@@ -20,6 +20,8 @@ from pathlib import Path
 import lightning as L
 
 from .bench import device_name, fit_quietly, progress_bar, uses_gpu
+from .data.procedural import NOISE_STD
+from .data.video_procedural import DEFAULT_RADIUS
 from .length_eval import RULES, LengthEvalConfig, evaluate_length, write_length_reports
 from .results import write_json
 from .training.video_diffusion import VideoDiffusionModule
@@ -35,6 +37,9 @@ class LengthBenchConfig:
     train_frames: int = 16
     test_frames: list[int] = field(default_factory=lambda: [16, 32, 48])
     size: int = 32
+    num_objects: int = 2
+    radius: list[float] = field(default_factory=lambda: list(DEFAULT_RADIUS))
+    noise_std: float = NOISE_STD
     patch_size: list[int] = field(default_factory=lambda: [1, 8, 8])
     model_size: str = "tiny-cpu"
     rope_dims: list[int] = field(default_factory=lambda: [8, 12, 12])
@@ -52,15 +57,24 @@ class LengthBenchConfig:
 
     def run_key(self) -> str:
         """Hash of the settings a trained model depends on (not the rules, lengths or sampling)."""
-        keys = ("train_frames", "size", "patch_size", "model_size", "rope_dims", "rope_base", "objective", "steps",
-                "batch_size", "lr")
+        keys = ("train_frames", "size", "num_objects", "radius", "noise_std", "patch_size", "model_size", "rope_dims",
+                "rope_base", "objective", "steps", "batch_size", "lr")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def eval_config(self, seed: int) -> LengthEvalConfig:
         return LengthEvalConfig(test_frames=list(self.test_frames), rules=list(self.rules),
                                 num_videos=self.num_videos, sample_steps=self.sample_steps, seed=1000 + seed,
-                                k=self.k, riflex_mode=self.riflex_mode)
+                                k=self.k, riflex_mode=self.riflex_mode, scene=self.data(seed).scene)
+
+    def data(self, seed: int):
+        """The :class:`~visionpe.data.VideoDataModule` of seed ``seed``'s training clips."""
+        from .data.video_module import VideoDataModule
+
+        return VideoDataModule(dataset="procedural", num_frames=self.train_frames, size=self.size,
+                               batch_size=self.batch_size, train_samples=self.steps * self.batch_size,
+                               val_samples=64, seed=seed, num_objects=self.num_objects, radius=tuple(self.radius),
+                               noise_std=self.noise_std)
 
 
 #: ``quick`` runs end to end in about 5 minutes on 2 CPU cores (measured 317 s); ``full`` is the real experiment
@@ -72,17 +86,12 @@ LENGTH_PRESETS: dict[str, dict] = {
 
 
 def _train(cfg: LengthBenchConfig, seed: int, run_dir: Path, progress) -> tuple[VideoDiffusionModule, float]:
-    from .data.video_module import VideoDataModule
-
     L.seed_everything(seed, verbose=False)
     module = VideoDiffusionModule(
         pe="rope-axial", pe_kwargs={"dims": tuple(cfg.rope_dims), "base": cfg.rope_base}, size=cfg.model_size,
         video_size=(cfg.train_frames, cfg.size, cfg.size), patch_size=tuple(cfg.patch_size),
         objective=cfg.objective, lr=cfg.lr)
-    data = VideoDataModule(dataset="procedural", num_frames=cfg.train_frames, size=cfg.size,
-                           batch_size=cfg.batch_size, train_samples=cfg.steps * cfg.batch_size, val_samples=64,
-                           seed=seed)
-    return fit_quietly(module, data, cfg.steps, cfg.accelerator, run_dir, run_dir / "model.ckpt", progress)
+    return fit_quietly(module, cfg.data(seed), cfg.steps, cfg.accelerator, run_dir, run_dir / "model.ckpt", progress)
 
 
 def run_length_bench(cfg: LengthBenchConfig, out: str | Path, progress: bool = True) -> dict:

@@ -26,12 +26,19 @@ def _cmd_eval_length(args: argparse.Namespace, console: Console) -> int:
                              "--videos DIR")
         from .training.video_diffusion import VideoDiffusionModule
 
+        import torch
+
+        from .data.video_module import procedural_scene
+
         module = VideoDiffusionModule.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
+        # the ground truth follows the training clips' scene when the checkpoint records its data module
+        saved = torch.load(args.checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters")
+        scene = procedural_scene(saved) or {}
         defaults = LengthEvalConfig()
         cfg = LengthEvalConfig(
             test_frames=args.frames or [module.model.video_size[0] * m for m in (1, 2, 3)],
             rules=args.rules or defaults.rules, num_videos=args.num_videos, sample_steps=args.sample_steps,
-            seed=args.seed, k=args.k, riflex_mode=args.riflex_mode)
+            seed=args.seed, k=args.k, riflex_mode=args.riflex_mode, scene=scene)
         from .bench import progress_bar
 
         with progress_bar(disable=args.no_progress, console=console) as bar:
@@ -51,7 +58,8 @@ def _cmd_bench_length(args: argparse.Namespace, console: Console) -> int:
         "rules": args.rules, "train_frames": args.train_frames, "test_frames": args.test_frames,
         "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "num_videos": args.num_videos,
         "sample_steps": args.sample_steps, "k": args.k, "riflex_mode": args.riflex_mode,
-        "accelerator": args.accelerator})
+        "accelerator": args.accelerator, "size": args.size, "num_objects": args.num_objects,
+        "radius": args.radius, "noise_std": args.noise_std, "objective": args.objective})
     console.print(f"[bold]visionpe bench length[/bold]: {len(cfg.seeds)} seeds x {cfg.steps} steps at "
                   f"{cfg.train_frames} frames, rules {', '.join(cfg.rules)} at {cfg.test_frames} frames -> {args.out}")
     run_length_bench(cfg, args.out, progress=not args.no_progress)
@@ -101,6 +109,13 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
     bench.add_argument("--batch-size", type=int, default=None, help="batch size (default 16)")
     bench.add_argument("--num-videos", type=int, default=None, help="videos per rule and length (default 32)")
     bench.add_argument("--sample-steps", type=int, default=None, help="sampler steps (default 25)")
+    bench.add_argument("--size", type=int, default=None, help="frame size in px (default: the preset's)")
+    bench.add_argument("--num-objects", type=int, default=None, help="objects per procedural clip")
+    bench.add_argument("--radius", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                       help="object half-size range in scene units (shorter side = 1)")
+    bench.add_argument("--noise-std", type=float, default=None, help="background noise (0: flat background)")
+    bench.add_argument("--objective", choices=["flow", "flow-x", "ddpm"], default=None,
+                       help="training objective (default: the preset's)")
     bench.add_argument("--k", type=int, default=None, help="RIFLEx component (default: estimated per seed)")
     bench.add_argument("--riflex-mode", choices=["repo", "paper"], default=None, help="RIFLEx mode (default repo)")
     bench.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default=None,

@@ -86,6 +86,9 @@ class LengthEvalConfig:
     yarn_alpha: float = 1.0
     yarn_beta: float = 32.0
     batch_size: int = 16
+    #: keywords of :class:`~visionpe.data.video_procedural.ProceduralVideoDataset` for the ground-truth
+    #: clips: the training clips' scene (``VideoDataModule.scene``); empty for its defaults
+    scene: dict = field(default_factory=dict)
 
     def check(self, module: VideoDiffusionModule) -> None:
         """Raise ``ValueError`` for settings the model cannot run (names the fix)."""
@@ -107,6 +110,13 @@ class LengthEvalConfig:
         if isinstance(model.pe, AxialRoPE) and model.pe.dims[0] == 0:
             raise ValueError("this model's RoPE gives the temporal axis no channels (dims[0] = 0), so no rule can "
                              "act on time; train with a split such as dims=(8, 12, 12)")
+        unknown = sorted(set(self.scene) - {"fps", "num_objects", "speed", "radius", "noise_std"})
+        if unknown:
+            raise ValueError(f"unknown scene parameters {unknown}; the ground-truth clips take fps, num_objects, "
+                             f"speed, radius and noise_std")
+        from .data.video_procedural import ProceduralVideoDataset
+
+        ProceduralVideoDataset(1, 1, (h, w), REFERENCE_SEED, **self.scene)   # bad values fail here, not after sampling
         if self.k is not None and isinstance(model.pe, AxialRoPE) and not 1 <= self.k <= model.pe.dims[0] // 2:
             raise ValueError(f"k={self.k} is out of range for the temporal rotary dim {model.pe.dims[0]}: "
                              f"valid k are 1..{model.pe.dims[0] // 2}")
@@ -142,14 +152,18 @@ def generate_rule_videos(module: VideoDiffusionModule, cfg: LengthEvalConfig, k:
                              seed=cfg.seed, batch_size=cfg.batch_size, progress=progress)
 
 
-def reference_clips(num_videos: int, frames: int, size: Sequence[int], seed: int = REFERENCE_SEED) -> Tensor:
+def reference_clips(num_videos: int, frames: int, size: Sequence[int], seed: int = REFERENCE_SEED,
+                    scene: dict | None = None) -> Tensor:
     """Ground-truth procedural clips ``(num_videos, 3, frames, H, W)`` in ``[0, 1]``, from the training distribution.
 
-    The scenes are continuous, so a clip of any length is a fresh rendering (no looping, no resampling).
+    ``scene`` holds the training clips' scene keywords (``fps``, ``num_objects``, ``speed``, ``radius``,
+    ``noise_std``; see :class:`~visionpe.data.video_procedural.ProceduralVideoDataset`), the defaults
+    when ``None``.  The scenes are continuous, so a clip of any length is a fresh rendering (no
+    looping, no resampling).
     """
     from .data.video_procedural import ProceduralVideoDataset
 
-    dataset = ProceduralVideoDataset(num_videos, frames, tuple(size), seed)
+    dataset = ProceduralVideoDataset(num_videos, frames, tuple(size), seed, **(scene or {}))
     return torch.stack([dataset.render(i) for i in range(num_videos)])
 
 
@@ -287,7 +301,7 @@ def evaluate_length(module: VideoDiffusionModule, cfg: LengthEvalConfig, out_dir
         progress.remove_task(task)
 
     # one rendering at the longest length serves every length: a shorter clip is its prefix
-    clips = reference_clips(cfg.num_videos, max(lengths[-1], train_frames), size)
+    clips = reference_clips(cfg.num_videos, max(lengths[-1], train_frames), size, scene=cfg.scene)
     quality_reference = clips[:, :, :train_frames]
     metrics: dict[str, dict[str, Any]] = {}
     for frames in lengths:

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from .module import EVAL_SEED, _check_int
 from .procedural import NOISE_STD
 from .video_folder import BACKENDS, ON_ERROR, RESIZE_MODES, VideoFolderDataset, video_folder_classes
-from .video_procedural import DEFAULT_FPS, DEFAULT_SPEED, VIDEO_SHAPES, ProceduralVideoDataset, _frame_size
+from .video_procedural import (DEFAULT_FPS, DEFAULT_RADIUS, DEFAULT_SPEED, VIDEO_SHAPES, ProceduralVideoDataset,
+                               _frame_size)
 
-__all__ = ["VIDEO_DATASETS", "VideoDataModule"]
+__all__ = ["VIDEO_DATASETS", "VideoDataModule", "procedural_scene"]
 
 VIDEO_DATASETS = ("procedural", "folder")
 
@@ -50,7 +51,7 @@ class VideoDataModule(L.LightningDataModule):
         train_samples: procedural training scenes per epoch.
         val_samples: procedural validation scenes; folder: the most validation clips taken from ``root``.
         seed: procedural training seed (any non-negative integer except 12345).
-        fps, num_objects, speed, noise_std: procedural scene parameters (see
+        fps, num_objects, speed, radius, noise_std: procedural scene parameters (see
             :class:`~.video_procedural.ProceduralVideoDataset`).
         clips_per_video, backend, on_error, resize: folder reading (see
             :class:`~.video_folder.VideoFolderDataset`).
@@ -60,7 +61,7 @@ class VideoDataModule(L.LightningDataModule):
                  num_frames: int = 16, size: int | tuple[int, int] = 32, stride: int = 1, batch_size: int = 32,
                  num_workers: int = 0, train_samples: int = 10_000, val_samples: int = 256, seed: int = 0,
                  fps: float = DEFAULT_FPS, num_objects: int = 2, speed: tuple[float, float] = DEFAULT_SPEED,
-                 noise_std: float = NOISE_STD, clips_per_video: int = 1, backend: str = "auto",
+                 radius: tuple[float, float] = DEFAULT_RADIUS, noise_std: float = NOISE_STD, clips_per_video: int = 1, backend: str = "auto",
                  on_error: str = "raise", resize: str = "crop") -> None:
         super().__init__()
         _check_choice("dataset", dataset, VIDEO_DATASETS)
@@ -91,6 +92,7 @@ class VideoDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.train_samples, self.val_samples, self.seed = train_samples, val_samples, seed
         self.fps, self.num_objects, self.speed, self.noise_std = float(fps), num_objects, speed, noise_std
+        self.radius = radius
         self.clips_per_video, self.backend, self.on_error, self.resize = clips_per_video, backend, on_error, resize
         if dataset == "procedural":
             self._procedural(1, seed)                    # checks the scene parameters now
@@ -103,8 +105,14 @@ class VideoDataModule(L.LightningDataModule):
         return max(1, len(video_folder_classes(self.root)))
 
     def _procedural(self, num_samples: int, seed: int) -> ProceduralVideoDataset:
-        return ProceduralVideoDataset(num_samples, self.num_frames, self.size, seed, fps=self.fps / self.stride,
-                                      num_objects=self.num_objects, speed=self.speed, noise_std=self.noise_std)
+        return ProceduralVideoDataset(num_samples, self.num_frames, self.size, seed, **self.scene)
+
+    @property
+    def scene(self) -> dict:
+        """The procedural scene parameters as :class:`~.video_procedural.ProceduralVideoDataset` keywords
+        (``fps`` is the clip's frame rate, ``fps / stride``)."""
+        return {"fps": self.fps / self.stride, "num_objects": self.num_objects, "speed": tuple(self.speed),
+                "radius": tuple(self.radius), "noise_std": self.noise_std}
 
     def _folder(self, root: str | Path, train: bool) -> VideoFolderDataset:
         return VideoFolderDataset(root, self.num_frames, self.size, stride=self.stride,
@@ -140,3 +148,14 @@ class VideoDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """Validation batches in a fixed order."""
         return self._loader(self.val_dataset(), shuffle=False)
+
+
+def procedural_scene(hparams: dict | None) -> dict | None:
+    """The scene keywords (:attr:`VideoDataModule.scene`) of a data module's saved hyper-parameters.
+
+    ``hparams`` is what a Lightning checkpoint keeps as ``datamodule_hyper_parameters``.  Returns ``None``
+    when there are none or the module did not train on procedural clips.
+    """
+    if not hparams or hparams.get("dataset", "procedural") != "procedural":
+        return None
+    return VideoDataModule(**dict(hparams)).scene
