@@ -214,25 +214,54 @@ def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleav
     """
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     cos, sin = cos.to(x.device, compute), sin.to(x.device, compute)
-    xc = x.to(compute)
     if torch.compiler.is_compiling():
-        a, b = _pairs(xc, layout)
+        a, b = _pairs(x.to(compute), layout)
         return _join(a * cos - b * sin, b * cos + a * sin, layout).to(x.dtype)
+    grad = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad)
+    if x.dtype != compute and x.device.type == "cpu" and not grad:
+        return _rotate_in_chunks(x, cos, sin, layout, compute)
+    return _rotate_eager(x.to(compute), cos, sin, layout, grad).to(x.dtype)
+
+
+def _rotate_eager(xc: Tensor, cos: Tensor, sin: Tensor, layout: str, grad: bool) -> Tensor:
+    """:func:`rotate_compact` in eager mode for ``xc`` already in the compute dtype (its result in that dtype)."""
     if layout == "interleaved":
         if not _complex_view_ok(xc):
             xc = xc.contiguous()
         z = torch.view_as_complex(xc.unflatten(-1, (-1, 2))) * torch.complex(cos, sin)
-        return torch.view_as_real(z).flatten(-2).to(x.dtype)
+        return torch.view_as_real(z).flatten(-2)
     a, b = _pairs(xc, layout)
-    if torch.is_grad_enabled() and (xc.requires_grad or cos.requires_grad or sin.requires_grad):
-        return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)],
-                         dim=-1).to(x.dtype)
+    if grad:
+        return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)], dim=-1)
     # without autograd, write both halves in place into one output (no concatenation pass)
-    out = torch.empty(xc.shape, dtype=compute, device=x.device)
+    out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
     out_a, out_b = _pairs(out, layout)
     torch.mul(a, cos, out=out_a).addcmul_(b, sin, value=-1)
     torch.mul(b, cos, out=out_b).addcmul_(a, sin)
-    return out.to(x.dtype)
+    return out
+
+
+#: elements of ``x`` per chunk of :func:`_rotate_in_chunks` (its float32 temporaries: 1 MiB and less)
+CHUNK_ELEMENTS = 1 << 18
+
+
+def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> Tensor:
+    """No-autograd CPU rotation of a low-precision ``x`` (bf16, fp16), a block of tokens at a time.
+
+    Converting all of ``x`` to float32 first writes and reads back a temporary twice its size (and on
+    Linux pays a page fault per 4 KiB of it, since large blocks are fresh ``mmap``s); a block of about
+    :data:`CHUNK_ELEMENTS` elements is converted, rotated and written into the output while its
+    float32 copy is still in the core's cache.  Same numbers as the one-shot computation.
+    """
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    tokens = x.shape[-2]
+    step = max(1, CHUNK_ELEMENTS * tokens // max(x.numel(), 1))
+    per_token = cos.shape[-2] != 1
+    for start in range(0, tokens, step):
+        rows = slice(start, start + step)
+        c, s = (cos[..., rows, :], sin[..., rows, :]) if per_token else (cos, sin)
+        out[..., rows, :] = _rotate_eager(x[..., rows, :].to(compute), c, s, layout, grad=False)
+    return out
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
