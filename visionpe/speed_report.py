@@ -88,18 +88,18 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
     groups = _rope_groups(result.get("rope", []))
     if groups:
         lines += ["## RoPE apply to q and k", "",
-                  "Median of interleaved rounds (IQR in brackets). *vs visionpe*: the contender's time over "
-                  "visionpe's (above 1: visionpe is faster). *max err*: largest absolute difference from a "
-                  "float64 rotation of the same inputs.", ""]
+                  "Median of interleaved rounds (IQR in brackets). *× clone*: the contender's time over the "
+                  "clone floor's. *visionpe / this*: visionpe's time over the contender's (below 1: visionpe is "
+                  "faster). *max err*: largest absolute difference from a float64 rotation of the same inputs.", ""]
         for (shape, dtype, layout), by in groups.items():
             first = next(iter(by.values()))
             lines += [f"### {shape} {tuple(first['qk_shape'])}, split {tuple(first['dims'])}, {dtype}, {layout}", "",
-                      "| contender | median ms | IQR ms | × clone | vs visionpe | max err |", "|---|---|---|---|---|---|"]
+                      "| contender | median ms | IQR ms | × clone | visionpe / this | max err |", "|---|---|---|---|---|---|"]
             v, floor = by["visionpe"]["median_ms"], by[FLOOR]["median_ms"]
             for name, r in by.items():
                 extra = f" (compile {r['compile_s']:.1f} s)" if r.get("compile_s") is not None else ""
                 lines.append(f"| {name}{extra} | {r['median_ms']:.3f} | {r['p25_ms']:.3f}–{r['p75_ms']:.3f} | "
-                             f"{r['median_ms'] / floor:.2f} | {r['median_ms'] / v:.2f} | "
+                             f"{r['median_ms'] / floor:.2f} | {v / r['median_ms']:.2f} | "
                              f"{_err(r['max_abs_err'])} |")
             lines.append("")
     for name, note in result.get("notes", {}).items():
