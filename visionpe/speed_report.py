@@ -43,7 +43,7 @@ def evaluate_targets(result: dict) -> list[dict]:
                     "measured": f"{ratio:.2f}× clone", "value": ratio, "goal": 2.0, "met": ratio <= 2.0})
     for r in result.get("tables", []):
         if r["cacheable"]:
-            pct = 100 * r["cached_over_first"]
+            pct = 100 * r["repeated_over_first"]
             out.append({"target": "cached table build < 1% of the first", "case": r["pe"],
                         "measured": f"{pct:.3f}%", "value": pct, "goal": 1.0, "met": pct < 1.0})
     for r in result.get("train", []):
@@ -110,11 +110,13 @@ def speed_markdown(result: dict, command: str | None = None) -> str:
         lines += ["## Table builds for a new grid", "",
                   "*cacheable*: the table depends on no trainable parameter, so visionpe caches it per "
                   "(grid, device); the others are rebuilt on every call by design (their cached part is an "
-                  "index or coordinate table).", "",
-                  "| PE | grid | first ms | cached ms | cached / first | cacheable |", "|---|---|---|---|---|---|"]
+                  "index or coordinate table).  *first hit*: the one call right after the build; *cached*: the mean "
+                  "of repeated calls, as every layer of a running model makes them (the target is judged on it).",
+                  "", "| PE | grid | first ms | first hit ms | cached ms | cached / first | cacheable |",
+                  "|---|---|---|---|---|---|---|"]
         for r in result["tables"]:
             lines.append(f"| {r['pe']} | {'×'.join(map(str, r['grid']))} | {r['first_ms']:.3f} | "
-                         f"{r['cached_ms']:.4f} | {100 * r['cached_over_first']:.2f}% | "
+                         f"{r['cached_ms']:.4f} | {r['repeated_ms']:.4f} | {100 * r['repeated_over_first']:.2f}% | "
                          f"{'yes' if r['cacheable'] else 'no'} |")
         lines.append("")
     if result.get("train"):
@@ -171,7 +173,7 @@ def plot_speed(path: str | Path, result: dict) -> Path:
     if tables:
         xs = range(len(tables))
         ax.bar([x - 0.2 for x in xs], [r["first_ms"] for r in tables], 0.4, label="first call")
-        ax.bar([x + 0.2 for x in xs], [r["cached_ms"] for r in tables], 0.4, label="cached call")
+        ax.bar([x + 0.2 for x in xs], [r["repeated_ms"] for r in tables], 0.4, label="cached call")
         ax.set_xticks(list(xs), [r["pe"] + ("" if r["cacheable"] else "*") for r in tables], rotation=40,
                       ha="right", fontsize=8)
         ax.set_yscale("log")
