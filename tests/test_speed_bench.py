@@ -116,3 +116,42 @@ def test_preset_overrides_and_errors():
         preset("fast")
     assert main(["bench", "speed", "--quick", "--rounds", "0", "--out", "/tmp/never-written"]) == 2
     assert math.prod(PRESETS["full"].rope_shapes[1].grid) == 13 * 30 * 45
+
+
+def _pe_step_cost():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "pe_step_cost.py"
+    spec = importlib.util.spec_from_file_location("pe_step_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pe_step_cost_runs_the_hooks_the_vit_runs():
+    from visionpe.models.vit import ViT
+
+    tool = _pe_step_cost()
+    grads = {}
+    for pe in ("none", "rope-axial", "sincos"):
+        torch.manual_seed(0)
+        model = ViT(img_size=16, size="micro", num_classes=10, pe=pe)
+        x, qk = tool.step_inputs(model, 2, (4, 4))
+        tool.hook_pass(model, (4, 4), x, qk)
+        grads[pe] = (x.grad, qk[0][0].grad)
+    # identity hooks: d(sum)/dq = 1; RoPE rotates q, so its gradient is the rotated ones (the CLS row stays 1)
+    assert torch.equal(grads["none"][1], torch.ones_like(grads["none"][1]))
+    assert not torch.allclose(grads["rope-axial"][1][:, :, 1:], torch.ones_like(grads["rope-axial"][1][:, :, 1:]))
+    assert torch.equal(grads["rope-axial"][1][:, :, 0], torch.ones_like(grads["rope-axial"][1][:, :, 0]))
+    # sincos is added once at the embedding: x's gradient is 2 (embed) + depth (attention_input), as without a PE
+    assert torch.equal(grads["sincos"][0], grads["none"][0])
+
+
+def test_pe_step_cost_prints_one_row_per_pe(monkeypatch, capsys):
+    tool = _pe_step_cost()
+    monkeypatch.setattr("sys.argv", ["pe_step_cost.py", "--pes", "rope-axial", "alibi", "--size", "micro",
+                                     "--img", "16", "--batch", "2", "--rounds", "1"])
+    tool.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "ms" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| none", "| rope-axial", "| alibi"]
