@@ -218,3 +218,23 @@ def test_eval_length_without_the_none_rule_still_samples_the_training_length(ben
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert results["methods"] == ["riflex", "ground truth"] and results["lengths"] == [4, 8]
+
+
+def test_bench_length_model_options_reach_the_config(monkeypatch, tmp_path):
+    import visionpe.length_bench as lb
+
+    seen = {}
+
+    def capture(cfg, out, progress=True):
+        seen["cfg"] = cfg
+        raise SystemExit(0)
+
+    monkeypatch.setattr(lb, "run_length_bench", capture)
+    with pytest.raises(SystemExit):
+        main(["bench", "length", "--patch-size", "1", "4", "4", "--model-size", "micro", "--rope-dims", "4", "6", "6",
+              "--rope-base", "100", "--lr", "1e-3", "--out", str(tmp_path)])
+    cfg = seen["cfg"]
+    assert (cfg.patch_size, cfg.model_size, cfg.rope_dims, cfg.rope_base, cfg.lr) == ([1, 4, 4], "micro", [4, 6, 6],
+                                                                                     100.0, 1e-3)
+    default = lb.length_config_from_args(None, {})
+    assert cfg.run_key() != default.run_key()          # a different model: not mistaken for a finished seed

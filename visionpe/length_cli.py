@@ -6,6 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .models.video_dit import VIDEO_DIT_SIZES
+
 __all__ = ["add_parsers"]
 
 
@@ -59,7 +61,9 @@ def _cmd_bench_length(args: argparse.Namespace, console: Console) -> int:
         "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "num_videos": args.num_videos,
         "sample_steps": args.sample_steps, "k": args.k, "riflex_mode": args.riflex_mode,
         "accelerator": args.accelerator, "size": args.size, "num_objects": args.num_objects,
-        "radius": args.radius, "noise_std": args.noise_std, "objective": args.objective})
+        "radius": args.radius, "noise_std": args.noise_std, "objective": args.objective,
+        "patch_size": args.patch_size, "model_size": args.model_size, "rope_dims": args.rope_dims,
+        "rope_base": args.rope_base, "lr": args.lr})
     console.print(f"[bold]visionpe bench length[/bold]: {len(cfg.seeds)} seeds x {cfg.steps} steps at "
                   f"{cfg.train_frames} frames, rules {', '.join(cfg.rules)} at {cfg.test_frames} frames -> {args.out}")
     run_length_bench(cfg, args.out, progress=not args.no_progress)
@@ -116,6 +120,14 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
     bench.add_argument("--noise-std", type=float, default=None, help="background noise (0: flat background)")
     bench.add_argument("--objective", choices=["flow", "flow-x", "ddpm"], default=None,
                        help="training objective (default: the preset's)")
+    bench.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("T", "H", "W"),
+                       help="3D patch of the video DiT (default 1 8 8)")
+    bench.add_argument("--model-size", choices=list(VIDEO_DIT_SIZES), default=None,
+                       help="video DiT size (default tiny-cpu)")
+    bench.add_argument("--rope-dims", type=int, nargs=3, default=None, metavar=("DT", "DH", "DW"),
+                       help="rotary dims per axis, summing to the head dim (default 8 12 12)")
+    bench.add_argument("--rope-base", type=float, default=None, help="RoPE base of every axis (default 256)")
+    bench.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 5e-4)")
     bench.add_argument("--k", type=int, default=None, help="RIFLEx component (default: estimated per seed)")
     bench.add_argument("--riflex-mode", choices=["repo", "paper"], default=None, help="RIFLEx mode (default repo)")
     bench.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default=None,
