@@ -122,20 +122,23 @@ def test_torch_compile_without_graph_breaks(cls, layout, warm):
 @pytest.mark.parametrize("layout", ["interleaved", "half"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_chunks_are_the_one_shot_rotation(layout, dtype, monkeypatch):
-    """Without autograd a bf16/fp16 x is rotated a block of tokens at a time (CPU): the same bits as
-    converting all of x to float32 at once, for strided q/k, per-head tables and ragged last blocks."""
+    """Without autograd a bf16/fp16 x is rotated a block at a time (CPU): the same bits as converting
+    all of x to float32 at once, for blocks of batches, heads and tokens, strided q/k, per-head tables
+    and ragged last blocks."""
     import visionpe.rope as rope
 
     ccos, csin = rope_compact_cos_sin(grid_positions((5, 7)), (8, 8), 100.0)
     per_head = (torch.rand(3, 35, 8, generator=_gen(6)) * 6).float()
     qkv = torch.randn(2, 35, 3, 3, 16, generator=_gen(7)).to(dtype).permute(2, 0, 3, 1, 4)
-    monkeypatch.setattr(rope, "CHUNK_ELEMENTS", 2 * 3 * 16 * 4)      # 4 tokens a block: 9 blocks, last one 3
-    for cos, sin in ((ccos.float(), csin.float()), (per_head.cos(), per_head.sin())):
-        for x in (qkv[0], qkv[1].contiguous()):
-            with torch.no_grad():
-                chunked = rotate_compact(x, cos, sin, layout)
-            one_shot = rope._rotate_eager(x.float(), cos, sin, layout, grad=False).to(dtype)
-            assert chunked.dtype == dtype and torch.equal(chunked, one_shot)
+    # x is (2, 3, 35, 16): blocks of one batch, of two heads (then one), of 4 tokens (then 3)
+    for chunk in (3 * 35 * 16 + 7, 2 * 35 * 16 + 5, 16 * 4):
+        monkeypatch.setattr(rope, "CHUNK_ELEMENTS", chunk)
+        for cos, sin in ((ccos.float(), csin.float()), (per_head.cos(), per_head.sin())):
+            for x in (qkv[0], qkv[1].contiguous()):
+                with torch.no_grad():
+                    chunked = rotate_compact(x, cos, sin, layout)
+                one_shot = rope._rotate_eager(x.float(), cos, sin, layout, grad=False).to(dtype)
+                assert chunked.dtype == dtype and torch.equal(chunked, one_shot), (chunk, x.is_contiguous())
     # with autograd the one-shot path runs (and gives the same numbers)
     x = qkv[0].detach().clone().requires_grad_()
     torch.testing.assert_close(rotate_compact(x, ccos.float(), csin.float(), layout).detach(),

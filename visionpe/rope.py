@@ -241,27 +241,49 @@ def _rotate_eager(xc: Tensor, cos: Tensor, sin: Tensor, layout: str, grad: bool)
     return out
 
 
-#: elements of ``x`` per chunk of :func:`_rotate_in_chunks` (its float32 temporaries: 1 MiB and less)
-CHUNK_ELEMENTS = 1 << 18
+#: elements of ``x`` per block of :func:`_rotate_in_chunks` (its float32 temporaries: 4 MiB and less)
+CHUNK_ELEMENTS = 1 << 20
 
 
 def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> Tensor:
-    """No-autograd CPU rotation of a low-precision ``x`` (bf16, fp16), a block of tokens at a time.
+    """No-autograd CPU rotation of a low-precision ``x`` (bf16, fp16), a block at a time.
 
     Converting all of ``x`` to float32 first writes and reads back a temporary twice its size (and on
-    Linux pays a page fault per 4 KiB of it, since large blocks are fresh ``mmap``s); a block of about
-    :data:`CHUNK_ELEMENTS` elements is converted, rotated and written into the output while its
-    float32 copy is still in the core's cache.  Same numbers as the one-shot computation.
+    Linux pays a page fault per 4 KiB of it, since large blocks are fresh ``mmap``s); a block of at
+    most :data:`CHUNK_ELEMENTS` elements is converted, rotated and written into the output while its
+    float32 copy is still in cache.  Blocks are taken along the leading axes first (whole
+    ``(N, D)`` slices, few and large: ViT batches) and along the tokens only when one ``(N, D)``
+    slice is larger than a block (long videos).  Same numbers as the one-shot computation.
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    tokens = x.shape[-2]
-    step = max(1, CHUNK_ELEMENTS * tokens // max(x.numel(), 1))
-    per_token = cos.shape[-2] != 1
-    for start in range(0, tokens, step):
-        rows = slice(start, start + step)
-        c, s = (cos[..., rows, :], sin[..., rows, :]) if per_token else (cos, sin)
-        out[..., rows, :] = _rotate_eager(x[..., rows, :].to(compute), c, s, layout, grad=False)
+    _rotate_blocks(x, out, cos, sin, layout, compute)
     return out
+
+
+def _rotate_blocks(x: Tensor, out: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> None:
+    """Write the rotation of ``x`` ``(..., N, D)`` into ``out``, recursing over leading axes, then tokens."""
+    if x.numel() <= CHUNK_ELEMENTS:
+        out.copy_(_rotate_eager(x.to(compute), cos, sin, layout, grad=False))
+        return
+    if x.dim() == 2:  # one (N, D) slice larger than a block: blocks of tokens
+        step = max(1, CHUNK_ELEMENTS // x.shape[-1])
+        per_token = cos.shape[-2] != 1
+        for start in range(0, x.shape[0], step):
+            rows = slice(start, start + step)
+            c, s = (cos[rows], sin[rows]) if per_token else (cos, sin)
+            out[rows] = _rotate_eager(x[rows].to(compute), c, s, layout, grad=False)
+        return
+    own = cos.dim() == x.dim() and cos.shape[0] != 1  # the tables have this axis too (per-head tables)
+    inner = x[0].numel()
+    if inner > CHUNK_ELEMENTS:
+        for i in range(x.shape[0]):
+            _rotate_blocks(x[i], out[i], cos[i] if own else cos, sin[i] if own else sin, layout, compute)
+        return
+    step = CHUNK_ELEMENTS // inner
+    for start in range(0, x.shape[0], step):
+        rows = slice(start, start + step)
+        c, s = (cos[rows], sin[rows]) if own else (cos, sin)
+        out[rows] = _rotate_eager(x[rows].to(compute), c, s, layout, grad=False)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
