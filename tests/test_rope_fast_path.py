@@ -143,3 +143,21 @@ def test_low_precision_chunks_are_the_one_shot_rotation(layout, dtype, monkeypat
     x = qkv[0].detach().clone().requires_grad_()
     torch.testing.assert_close(rotate_compact(x, ccos.float(), csin.float(), layout).detach(),
                                rope._rotate_eager(x.detach().float(), ccos.float(), csin.float(), layout, False).to(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_half_layout_blocks_are_the_one_shot_rotation(dtype, monkeypatch):
+    """Without autograd the half layout is written a block at a time on the CPU, in place in the output:
+    the same bits as one pass over all of x."""
+    import visionpe.rope as rope
+
+    ccos, csin = rope_compact_cos_sin(grid_positions((5, 7)), (8, 8), 100.0)
+    qkv = torch.randn(2, 35, 3, 3, 16, generator=_gen(8), dtype=dtype).permute(2, 0, 3, 1, 4)
+    compute = dtype
+    for chunk in (2 * 35 * 16 + 5, 16 * 4):
+        monkeypatch.setattr(rope, "CHUNK_ELEMENTS", chunk)
+        for x in (qkv[0], qkv[1].contiguous()):
+            with torch.no_grad():
+                blocked = rotate_compact(x, ccos.to(compute), csin.to(compute), "half")
+            one_shot = rope._rotate_eager(x, ccos.to(compute), csin.to(compute), "half", grad=False)
+            assert blocked.dtype == dtype and torch.equal(blocked, one_shot), chunk

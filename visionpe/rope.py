@@ -208,7 +208,8 @@ def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleav
 
     In eager mode the interleaved layout is one complex multiplication (one pass over ``x``; the
     real-valued formula takes five), and the half layout a multiply and a fused multiply-add per half,
-    written in place into the output when no gradient is needed.  Under
+    written in place into the output when no gradient is needed (on the CPU a block at a time, see
+    :func:`_rotate_in_chunks`, as for a bf16 or fp16 ``x``).  Under
     ``torch.compile`` the real-valued formula is traced instead, which the compiler fuses into one
     kernel.  Inputs are not validated here; :func:`apply_rope` and the modules do that.
     """
@@ -218,13 +219,16 @@ def rotate_compact(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleav
         a, b = _pairs(x.to(compute), layout)
         return _join(a * cos - b * sin, b * cos + a * sin, layout).to(x.dtype)
     grad = torch.is_grad_enabled() and (x.requires_grad or cos.requires_grad or sin.requires_grad)
-    if x.dtype != compute and x.device.type == "cpu" and not grad:
+    if x.device.type == "cpu" and not grad and (x.dtype != compute or layout == "half"):
         return _rotate_in_chunks(x, cos, sin, layout, compute)
     return _rotate_eager(x.to(compute), cos, sin, layout, grad).to(x.dtype)
 
 
-def _rotate_eager(xc: Tensor, cos: Tensor, sin: Tensor, layout: str, grad: bool) -> Tensor:
-    """:func:`rotate_compact` in eager mode for ``xc`` already in the compute dtype (its result in that dtype)."""
+def _rotate_eager(xc: Tensor, cos: Tensor, sin: Tensor, layout: str, grad: bool, out: Tensor | None = None) -> Tensor:
+    """:func:`rotate_compact` in eager mode for ``xc`` already in the compute dtype (its result in that dtype).
+
+    ``out`` (half layout without autograd only): a tensor of ``xc``'s shape and dtype to write into.
+    """
     if layout == "interleaved":
         if not _complex_view_ok(xc):
             xc = xc.contiguous()
@@ -234,7 +238,8 @@ def _rotate_eager(xc: Tensor, cos: Tensor, sin: Tensor, layout: str, grad: bool)
     if grad:
         return torch.cat([torch.addcmul(a * cos, b, sin, value=-1), torch.addcmul(b * cos, a, sin)], dim=-1)
     # without autograd, write both halves in place into one output (no concatenation pass)
-    out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
+    if out is None:
+        out = torch.empty(xc.shape, dtype=xc.dtype, device=xc.device)
     out_a, out_b = _pairs(out, layout)
     torch.mul(a, cos, out=out_a).addcmul_(b, sin, value=-1)
     torch.mul(b, cos, out=out_b).addcmul_(a, sin)
@@ -246,12 +251,14 @@ CHUNK_ELEMENTS = 1 << 20
 
 
 def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> Tensor:
-    """No-autograd CPU rotation of a low-precision ``x`` (bf16, fp16), a block at a time.
+    """No-autograd CPU rotation of a low-precision ``x`` (bf16, fp16), or of any ``x`` in the half
+    layout, a block at a time.
 
     Converting all of ``x`` to float32 first writes and reads back a temporary twice its size (and on
     Linux pays a page fault per 4 KiB of it, since large blocks are fresh ``mmap``s); a block of at
     most :data:`CHUNK_ELEMENTS` elements is converted, rotated and written into the output while its
-    float32 copy is still in cache.  Blocks are taken along the leading axes first (whole
+    float32 copy is still in cache.  The half layout takes two passes over each half of the output
+    (a multiply, then a multiply-add); per block, the second finds the first's result in cache.  Blocks are taken along the leading axes first (whole
     ``(N, D)`` slices, few and large: ViT batches) and along the tokens only when one ``(N, D)``
     slice is larger than a block (long videos).  Same numbers as the one-shot computation.
     """
@@ -263,15 +270,18 @@ def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute:
 def _rotate_blocks(x: Tensor, out: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> None:
     """Write the rotation of ``x`` ``(..., N, D)`` into ``out``, recursing over leading axes, then tokens."""
     if x.numel() <= CHUNK_ELEMENTS:
-        out.copy_(_rotate_eager(x.to(compute), cos, sin, layout, grad=False))
+        if out.dtype == compute and layout == "half":  # written in place, no temporary
+            _rotate_eager(x, cos, sin, layout, grad=False, out=out)
+        else:
+            out.copy_(_rotate_eager(x.to(compute), cos, sin, layout, grad=False))
         return
     if x.dim() == 2:  # one (N, D) slice larger than a block: blocks of tokens
         step = max(1, CHUNK_ELEMENTS // x.shape[-1])
         per_token = cos.shape[-2] != 1
         for start in range(0, x.shape[0], step):
             rows = slice(start, start + step)
-            c, s = (cos[rows], sin[rows]) if per_token else (cos, sin)
-            out[rows] = _rotate_eager(x[rows].to(compute), c, s, layout, grad=False)
+            _rotate_blocks(x[rows], out[rows], cos[rows] if per_token else cos, sin[rows] if per_token else sin,
+                           layout, compute)
         return
     own = cos.dim() == x.dim() and cos.shape[0] != 1  # the tables have this axis too (per-head tables)
     inner = x[0].numel()
@@ -282,8 +292,7 @@ def _rotate_blocks(x: Tensor, out: Tensor, cos: Tensor, sin: Tensor, layout: str
     step = CHUNK_ELEMENTS // inner
     for start in range(0, x.shape[0], step):
         rows = slice(start, start + step)
-        c, s = (cos[rows], sin[rows]) if own else (cos, sin)
-        out[rows] = _rotate_eager(x[rows].to(compute), c, s, layout, grad=False)
+        _rotate_blocks(x[rows], out[rows], cos[rows] if own else cos, sin[rows] if own else sin, layout, compute)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
