@@ -133,7 +133,10 @@ def test_low_precision_chunks_are_the_one_shot_rotation(layout, dtype, monkeypat
     # x is (2, 3, 35, 16): blocks of one batch, of two heads (then one), of 4 tokens (then 3)
     for chunk in (3 * 35 * 16 + 7, 2 * 35 * 16 + 5, 16 * 4):
         monkeypatch.setattr(rope, "CHUNK_ELEMENTS", chunk)
-        for cos, sin in ((ccos.float(), csin.float()), (per_head.cos(), per_head.sin())):
+        # (N, C) and per-head (heads, N, C) tables, and both with leading broadcast axes (1, ..., N, C)
+        for cos, sin in ((ccos.float(), csin.float()), (per_head.cos(), per_head.sin()),
+                         (ccos.float()[None, None], csin.float()[None, None]),
+                         (per_head.cos()[None], per_head.sin()[None])):
             for x in (qkv[0], qkv[1].contiguous()):
                 with torch.no_grad():
                     chunked = rotate_compact(x, cos, sin, layout)

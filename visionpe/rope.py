@@ -258,9 +258,10 @@ def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute:
     Linux pays a page fault per 4 KiB of it, since large blocks are fresh ``mmap``s); a block of at
     most :data:`CHUNK_ELEMENTS` elements is converted, rotated and written into the output while its
     float32 copy is still in cache.  The half layout takes two passes over each half of the output
-    (a multiply, then a multiply-add); per block, the second finds the first's result in cache.  Blocks are taken along the leading axes first (whole
-    ``(N, D)`` slices, few and large: ViT batches) and along the tokens only when one ``(N, D)``
-    slice is larger than a block (long videos).  Same numbers as the one-shot computation.
+    (a multiply, then a multiply-add); per block, the second finds the first's result in cache.
+    Blocks are taken along the leading axes first (whole ``(N, D)`` slices, few and large: ViT
+    batches) and along the tokens only when one ``(N, D)`` slice is larger than a block (long
+    videos).  Same numbers as the one-shot computation.
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     _rotate_blocks(x, out, cos, sin, layout, compute)
@@ -268,31 +269,36 @@ def _rotate_in_chunks(x: Tensor, cos: Tensor, sin: Tensor, layout: str, compute:
 
 
 def _rotate_blocks(x: Tensor, out: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> None:
-    """Write the rotation of ``x`` ``(..., N, D)`` into ``out``, recursing over leading axes, then tokens."""
+    """Write the rotation of ``x`` ``(..., N, D)`` into ``out``: blocks of rows of the first axis, or,
+    when one row of it is larger than a block, each row split the same way (down to the tokens)."""
     if x.numel() <= CHUNK_ELEMENTS:
-        if out.dtype == compute and layout == "half":  # written in place, no temporary
-            _rotate_eager(x, cos, sin, layout, grad=False, out=out)
-        else:
-            out.copy_(_rotate_eager(x.to(compute), cos, sin, layout, grad=False))
+        _rotate_block(x, out, cos, sin, layout, compute)
         return
-    if x.dim() == 2:  # one (N, D) slice larger than a block: blocks of tokens
-        step = max(1, CHUNK_ELEMENTS // x.shape[-1])
-        per_token = cos.shape[-2] != 1
-        for start in range(0, x.shape[0], step):
-            rows = slice(start, start + step)
-            _rotate_blocks(x[rows], out[rows], cos[rows] if per_token else cos, sin[rows] if per_token else sin,
-                           layout, compute)
-        return
-    own = cos.dim() == x.dim() and cos.shape[0] != 1  # the tables have this axis too (per-head tables)
-    inner = x[0].numel()
-    if inner > CHUNK_ELEMENTS:
+    if x.dim() > 2 and x[0].numel() > CHUNK_ELEMENTS:
         for i in range(x.shape[0]):
-            _rotate_blocks(x[i], out[i], cos[i] if own else cos, sin[i] if own else sin, layout, compute)
+            _rotate_blocks(x[i], out[i], _table_part(cos, x, i), _table_part(sin, x, i), layout, compute)
         return
-    step = CHUNK_ELEMENTS // inner
+    step = max(1, CHUNK_ELEMENTS // x[0].numel())
     for start in range(0, x.shape[0], step):
         rows = slice(start, start + step)
-        _rotate_blocks(x[rows], out[rows], cos[rows] if own else cos, sin[rows] if own else sin, layout, compute)
+        _rotate_block(x[rows], out[rows], _table_part(cos, x, rows), _table_part(sin, x, rows), layout, compute)
+
+
+def _table_part(table: Tensor, x: Tensor, index: int | slice) -> Tensor:
+    """The part of a cos or sin table (right-aligned with ``x``, broadcastable to it) for ``x[index]``."""
+    if table.dim() < x.dim():        # the table has no axis for x's first one: it applies to every row
+        return table
+    if table.shape[0] == 1:          # a broadcast axis: kept for a slice, dropped for an index
+        return table if isinstance(index, slice) else table[0]
+    return table[index]
+
+
+def _rotate_block(x: Tensor, out: Tensor, cos: Tensor, sin: Tensor, layout: str, compute: torch.dtype) -> None:
+    """Rotate one block ``x`` into ``out`` (in place for the half layout in the compute dtype)."""
+    if out.dtype == compute and layout == "half":
+        _rotate_eager(x, cos, sin, layout, grad=False, out=out)
+    else:
+        out.copy_(_rotate_eager(x.to(compute), cos, sin, layout, grad=False))
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor, layout: str = "interleaved") -> Tensor:
