@@ -2,13 +2,12 @@
 
 ``visionpe bench speed`` measures the PE overhead of a training step as the step time with the PE
 over the step time without it, a difference of a few percent between two ~1.5 s steps, within the
-noise of a shared 2-core machine.  This script measures the PE's part directly: it calls the PE's
-hooks as :class:`visionpe.models.vit.ViT` and :func:`visionpe.attend` call them (``embed`` and any
-extra PEG once,
-then per layer ``attention_input``, ``rotate``, ``attention_bias``, ``extend_qk`` and
-``value_residual``) on inputs of the training step's shapes, runs backward through their outputs,
-and reports the median over rounds, less that of ``none`` (the same pass through identity hooks:
-the harness's own summing and backward), next to the median step time of the ViT without a PE.
+noise of a shared 2-core machine.  This script measures the PE's part directly.  It calls the PE's
+hooks as :class:`visionpe.models.vit.ViT` and :func:`visionpe.attend` call them: ``embed`` and any
+extra PEG once, then per layer ``attention_input``, ``rotate``, ``attention_bias``, ``extend_qk`` and
+``value_residual``, on inputs of the training step's shapes, and runs backward through their
+outputs.  It reports the median over rounds, less that of ``none`` (the same pass through identity
+hooks: the harness's own summing and backward), next to the median step time of the ViT without a PE.
 
     python tools/pe_step_cost.py --pes sincos rope-axial rope-mixed --size s --img 224 --batch 8
 """
