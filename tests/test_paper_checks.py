@@ -59,7 +59,7 @@ def test_run_checks_gives_the_verdict_and_whether_it_agrees():
     assert all(r["group"] in ("down", "up2") and {r["a"], r["b"]} <= {"glpe-mr", "learned", "rope-axial"}
                for r in run_checks(res))
     table = checks_table(res)
-    assert "| glpe-mr | 99.0 / 99.0 / 99.0 | 99.0 ± 0.0 |" in table
+    assert "| glpe-mr | 99.0 / 99.0 / 99.0 | 99.0 ± 0.0 | yes |" in table
     assert "| H4 | down (16, 24) | `glpe-mr` | `learned` | 90.0 ± 2.0 | 45.0 ± 5.0 | +45.0 |" in table
 
 
@@ -85,7 +85,12 @@ def test_tool_writes_the_table(tmp_path, capsys):
     assert tool.main([str(src), "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# Paper checks: dir8")
+    assert "| cpb | 90.0 / 90.0 | 90.0 ± 0.0 | yes |" in text  # Dir8's 90% gate by default
     assert "| S4 | up2 (64) | `cpb` | `rel-bias` | 60.0 ± 0.0 | 60.0 ± 0.0 | +0.0 | 1.0 | tie | A > B | **no** |" in text
+    res["config"]["dataset"] = "fashion-mnist"
+    src.write_text(json.dumps(res))
+    assert tool.main([str(src), "--out", str(out)]) == 0
+    assert "| cpb | 90.0 / 90.0 | 90.0 ± 0.0 |\n" in out.read_text()  # no gate column elsewhere
     with pytest.raises(SystemExit):
         tool.main([str(tmp_path / "missing.json")])
     assert "does not exist" in capsys.readouterr().err

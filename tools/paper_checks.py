@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from visionpe.paper_checks import checks_table
+from visionpe.paper_checks import GATE, checks_table
 from visionpe.results import write_text
 
 
@@ -22,13 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="results.json of visionpe bench resolution")
     parser.add_argument("--out", type=Path, help="Markdown file to write (default: print)")
+    parser.add_argument("--gate", type=float, default=None,
+                        help=f"H1 threshold in %% at the training size (default {GATE:g} for Dir8, none otherwise)")
     args = parser.parse_args(argv)
     if not args.results.is_file():
         parser.error(f"{args.results} does not exist; run visionpe bench resolution ... --out DIR first")
     results = json.loads(args.results.read_text())
     if "runs" not in results or "config" not in results:
         parser.error(f"{args.results} is not a resolution benchmark's results.json (no 'runs' and 'config')")
-    table = f"# Paper checks: {results['config'].get('dataset', '?')}\n\nFrom `{args.results}`.\n\n" + checks_table(results)
+    dataset = results["config"].get("dataset", "?")
+    gate = args.gate if args.gate is not None else GATE if dataset == "dir8" else None
+    table = f"# Paper checks: {dataset}\n\nFrom `{args.results}`.\n\n" + checks_table(results, gate=gate)
     if args.out:
         write_text(args.out, table)
         print(f"wrote {args.out}")
