@@ -41,3 +41,13 @@ def test_bad_grid_argument_is_rejected(capsys):
 def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "visionpe.cli", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and "visionpe" in proc.stdout
+
+
+def test_parser_does_not_import_the_heavy_libraries():
+    # building every sub-command's parser must not pull in timm, diffusers or Lightning (seconds of start-up)
+    code = ("import sys\nfrom visionpe.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('timm', 'diffusers', 'lightning') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

@@ -20,7 +20,8 @@ import time
 import torch
 
 from visionpe.bench import variant_kwargs
-from visionpe.models.vit import VIT_SIZES, ViT
+from visionpe.models.sizes import VIT_SIZES
+from visionpe.models.vit import ViT
 
 
 def step_inputs(model: ViT, batch: int, grid: tuple[int, int]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, ...]]]:

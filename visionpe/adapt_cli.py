@@ -27,7 +27,6 @@ from typing import Any
 from rich.console import Console
 
 from .absolute import RESAMPLE_MODES
-from .adapt import _build_vit, _conversion, _load_resized, save_adapted
 from .results import write_json, write_text
 
 __all__ = ["add_parser", "run_adapt"]
@@ -100,6 +99,8 @@ def run_adapt(args: argparse.Namespace, console: Console) -> int:
     Raises:
         ValueError: for invalid arguments (the ``visionpe`` entry point turns it into exit code 2).
     """
+    from .adapt import _build_vit, _conversion, _load_resized, save_adapted
+
     antialias = not args.no_antialias
     convert = bool(args.pe or args.peg_after or args.to_visionpe)
     if args.pe and (args.mode, antialias) != ("bicubic", True):

@@ -131,7 +131,7 @@ def _quiet_lightning():
 
 def _train_one(cfg: BenchConfig, variant: str, seed: int, run_dir: Path, progress) -> tuple[ClassifierModule, float]:
     num_classes, in_chans, _ = dataset_info(cfg.dataset, cfg.root)
-    from .models.vit import VIT_SIZES
+    from .models.sizes import VIT_SIZES
 
     patch, _, depth, _, _ = VIT_SIZES[cfg.size]
     kwargs, train_sizes = variant_kwargs(variant, depth, cfg.train_res, patch)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .models.video_dit import VIDEO_DIT_SIZES
+from .models.sizes import VIDEO_DIT_SIZES
+from .scaling import LENGTH_RULES as RULES
 
 __all__ = ["add_parsers"]
 
@@ -79,8 +80,6 @@ def _rules(text: str) -> list[str]:
 
 def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse._SubParsersAction) -> None:
     """Add ``eval length`` and ``bench length`` to the ``eval`` and ``bench`` command groups."""
-    from .length_eval import RULES
-
     ev = eval_parser.add_parser("length", help="sample a video DiT at longer lengths under each RoPE rule and "
                                                "measure repetition, motion, consistency and quality")
     ev.add_argument("checkpoint", nargs="?", help="video DiT checkpoint (.ckpt) from train.py video or bench length")

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from .results import atomic_write, summarize, write_json, write_text
 from .rope import AxialRoPE
+from .scaling import LENGTH_RULES as RULES
 from .scaling import find_intrinsic_component, length_rule, rope_frequencies
 from .training.video_diffusion import VideoDiffusionModule
 from .video_metrics import first_repetition_frame, video_report
@@ -52,8 +53,6 @@ __all__ = ["RULES", "REFERENCE_SEED", "LengthEvalConfig", "estimate_intrinsic_co
 REFERENCE_SEED = 54321
 #: NoRepeat threshold = this percentile of the ground-truth clips' NoRepeat distance at the same length
 NOREPEAT_PERCENTILE = 5.0
-
-RULES = ("none", "pi", "ntk", "yarn", "riflex")
 
 
 def temporal_rule(name: str, train_frames: int, test_frames: int, k: int | None = None, riflex_mode: str = "repo",

@@ -39,6 +39,7 @@ __all__ = [
     "ScalingRule",
     "YaRN",
     "RULE_NAMES",
+    "LENGTH_RULES",
     "find_intrinsic_component",
     "length_rule",
     "rope_frequencies",
@@ -319,6 +320,8 @@ class RIFLEx(ScalingRule):
 
 #: the names :func:`length_rule` takes
 RULE_NAMES = ("pi", "ntk", "yarn", "riflex")
+#: what a length benchmark compares: plain extrapolation (no rule) and every rule of :func:`length_rule`
+LENGTH_RULES = ("none", *RULE_NAMES)
 
 
 def length_rule(name: str, train_length: float | None, test_length: float, k: int | None = None,

@@ -399,7 +399,8 @@ def bench_train(cfg: SpeedConfig, device: torch.device, tick: Callable[[], None]
     step per PE vs ``none``.  The overhead is the median (and quartiles) over :func:`paired_timings`
     pairs of ``t_pe / t_none − 1``: each PE step is compared with the ``none`` step run next to it."""
     from .bench import variant_kwargs
-    from .models.vit import VIT_SIZES, ViT
+    from .models.sizes import VIT_SIZES
+    from .models.vit import ViT
 
     patch, _, depth, _, _ = VIT_SIZES[cfg.train_size]
     gen = torch.Generator().manual_seed(0)

@@ -30,17 +30,10 @@ from torch import Tensor, nn
 from ..base import PositionalEmbedding, attend
 from ..conditional import PEG
 from ..registry import build_pe
+from .sizes import VIDEO_DIT_SIZES
 from .vit import Mlp, valid_sizes
 
-__all__ = ["VIDEO_DIT_SIZES", "VideoDiT", "VideoDiTBlock"]
-
-#: name -> (embed_dim, depth, num_heads, mlp_ratio)
-VIDEO_DIT_SIZES: dict[str, tuple[int, int, int, float]] = {
-    "micro": (32, 2, 2, 2.0),      # unit tests
-    "tiny-cpu": (128, 4, 4, 2.0),  # the CPU length benchmark: head dim 32, e.g. RoPE split (8, 12, 12)
-    "s": (384, 12, 6, 4.0),        # DiT-S
-    "b": (768, 12, 12, 4.0),       # DiT-B
-}
+__all__ = ["VideoDiT", "VideoDiTBlock"]
 
 
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:

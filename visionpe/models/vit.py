@@ -24,19 +24,11 @@ from torch import Tensor, nn
 from ..base import PositionalEmbedding, attend
 from ..conditional import PEG
 from ..registry import build_pe
+from .sizes import VIT_SIZES
 
-__all__ = ["VIT_SIZES", "WEIGHT_INITS", "Attention", "Block", "ViT", "valid_sizes"]
+__all__ = ["WEIGHT_INITS", "Attention", "Block", "ViT", "valid_sizes"]
 
 WEIGHT_INITS = ("auto", "timm", "torch")
-
-#: name -> (patch_size, embed_dim, depth, num_heads, mlp_ratio)
-VIT_SIZES: dict[str, tuple[int, int, int, int, float]] = {
-    "micro": (4, 32, 2, 2, 2.0),     # unit tests
-    "tiny-cpu": (4, 64, 4, 4, 2.0),  # the CPU benchmark (§17.3 of the notes): ~0.14M parameters
-    "ti": (16, 192, 12, 3, 4.0),
-    "s": (16, 384, 12, 6, 4.0),
-    "b": (16, 768, 12, 12, 4.0),
-}
 
 
 def valid_sizes(size: int, patch_size: int, count: int = 2) -> list[int]:
