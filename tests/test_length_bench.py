@@ -238,3 +238,16 @@ def test_bench_length_model_options_reach_the_config(monkeypatch, tmp_path):
                                                                                      100.0, 1e-3)
     default = lb.length_config_from_args(None, {})
     assert cfg.run_key() != default.run_key()          # a different model: not mistaken for a finished seed
+    with pytest.raises(SystemExit):
+        main(["bench", "length", "--shapes", "square", "--palette", "mono", "--out", str(tmp_path)])
+    scene = seen["cfg"]
+    assert (scene.shapes, scene.palette) == (["square"], "mono")
+    assert scene.data(0).scene["shapes"] == ("square",) and scene.eval_config(0).scene["palette"] == "mono"
+    assert scene.run_key() != default.run_key()
+    # the default scene keeps the key it had before shapes and palette existed (finished runs stay reusable)
+    old = {k: getattr(default, k) for k in ("train_frames", "size", "num_objects", "radius", "noise_std", "patch_size",
+                                            "model_size", "rope_dims", "rope_base", "objective", "steps",
+                                            "batch_size", "lr")}
+    import hashlib
+    import json
+    assert default.run_key() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]

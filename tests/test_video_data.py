@@ -128,11 +128,30 @@ def test_bounces_keep_every_bounding_box_inside_the_frame():
     ({"num_frames": 0}, "num_frames"), ({"size": (0, 32)}, "size"), ({"size": "32"}, "size"),
     ({"seed": -1}, "seed"), ({"fps": 0}, "fps"), ({"num_objects": 9}, "num_objects"),
     ({"radius": (0.1, 0.6)}, "radius"), ({"speed": (0.5, 0.2)}, "speed"), ({"noise_std": -0.1}, "noise_std"),
+    ({"shapes": ()}, "shapes"), ({"shapes": ("disc", "star")}, "shapes"), ({"shapes": ("disc", "disc")}, "shapes"),
+    ({"palette": "grey"}, "palette"),
 ])
 def test_procedural_bad_arguments(kwargs, match):
     args = {"num_samples": 4, "num_frames": 4, "size": 16, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=match):
         ProceduralVideoDataset(**args)
+
+
+def test_shapes_and_mono_palette():
+    """``shapes`` restricts the labels; ``palette="mono"`` paints white on black and moves nothing."""
+    squares = ProceduralVideoDataset(40, 1, 8, seed=2, shapes=("square",))
+    assert {squares.scene(i).label for i in range(40)} == {1}
+    two = ProceduralVideoDataset(200, 1, 8, seed=2, shapes=["triangle", "disc"])
+    assert {two.scene(i).label for i in range(200)} == {0, 2}
+    kwargs = {"num_samples": 6, "num_frames": 5, "size": 32, "seed": 4, "num_objects": 2, "noise_std": 0.0}
+    colour, mono = ProceduralVideoDataset(**kwargs), ProceduralVideoDataset(**kwargs, palette="mono")
+    for i in range(6):
+        assert np.allclose(colour.centres_px(i), mono.centres_px(i))
+        x = mono[i][0]
+        assert torch.equal(x[0], x[1]) and torch.equal(x[1], x[2])          # grey levels only
+        covered = colour[i][0] != colour[i][0][:, :, :1, :1]                   # not the background colour
+        assert torch.equal(covered.any(dim=0), x[0] > 0)                        # the same pixels are painted
+        assert x.min() == 0.0 and x.max() == 1.0
 
 
 def test_render_video_refuses_another_aspect_ratio():
@@ -336,6 +355,10 @@ def test_procedural_data_module_batches():
     strided = VideoDataModule(num_frames=4, size=16, stride=2).train_dataset()[0][0]
     dense = VideoDataModule(num_frames=7, size=16).train_dataset()[0][0]
     assert torch.equal(strided, dense[:, ::2])
+    mono = VideoDataModule(num_frames=3, size=16, shapes=("disc",), palette="mono")
+    assert mono.scene["shapes"] == ("disc",) and mono.scene["palette"] == "mono"
+    assert torch.equal(mono.train_dataset()[0][0],
+                       ProceduralVideoDataset(1, 3, 16, seed=0, shapes=("disc",), palette="mono")[0][0])
 
 
 def test_folder_data_module_batches(tmp_path):

@@ -21,7 +21,7 @@ import lightning as L
 
 from .bench import device_name, fit_quietly, progress_bar, uses_gpu
 from .data.procedural import NOISE_STD
-from .data.video_procedural import DEFAULT_RADIUS
+from .data.video_procedural import DEFAULT_RADIUS, VIDEO_SHAPES
 from .length_eval import RULES, LengthEvalConfig, evaluate_length, write_length_reports
 from .results import write_json
 from .training.video_diffusion import VideoDiffusionModule
@@ -40,6 +40,8 @@ class LengthBenchConfig:
     num_objects: int = 2
     radius: list[float] = field(default_factory=lambda: list(DEFAULT_RADIUS))
     noise_std: float = NOISE_STD
+    shapes: list[str] = field(default_factory=lambda: list(VIDEO_SHAPES))
+    palette: str = "random"
     patch_size: list[int] = field(default_factory=lambda: [1, 8, 8])
     model_size: str = "tiny-cpu"
     rope_dims: list[int] = field(default_factory=lambda: [8, 12, 12])
@@ -59,7 +61,10 @@ class LengthBenchConfig:
         """Hash of the settings a trained model depends on (not the rules, lengths or sampling)."""
         keys = ("train_frames", "size", "num_objects", "radius", "noise_std", "patch_size", "model_size", "rope_dims",
                 "rope_base", "objective", "steps", "batch_size", "lr")
-        blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True)
+        settings = {k: getattr(self, k) for k in keys}
+        if (self.shapes, self.palette) != (list(VIDEO_SHAPES), "random"):    # keeps the keys of earlier default runs
+            settings.update(shapes=list(self.shapes), palette=self.palette)
+        blob = json.dumps(settings, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     def eval_config(self, seed: int) -> LengthEvalConfig:
@@ -74,7 +79,7 @@ class LengthBenchConfig:
         return VideoDataModule(dataset="procedural", num_frames=self.train_frames, size=self.size,
                                batch_size=self.batch_size, train_samples=self.steps * self.batch_size,
                                val_samples=64, seed=seed, num_objects=self.num_objects, radius=tuple(self.radius),
-                               noise_std=self.noise_std)
+                               noise_std=self.noise_std, shapes=tuple(self.shapes), palette=self.palette)
 
 
 #: ``quick`` runs end to end in about 5 minutes on 2 CPU cores (measured 317 s); ``full`` is the real experiment

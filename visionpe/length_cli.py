@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .data.video_procedural import VIDEO_PALETTES, VIDEO_SHAPES
 from .models.sizes import VIDEO_DIT_SIZES
 from .scaling import LENGTH_RULES as RULES
 
@@ -62,7 +63,8 @@ def _cmd_bench_length(args: argparse.Namespace, console: Console) -> int:
         "seeds": args.seeds, "steps": args.steps, "batch_size": args.batch_size, "num_videos": args.num_videos,
         "sample_steps": args.sample_steps, "k": args.k, "riflex_mode": args.riflex_mode,
         "accelerator": args.accelerator, "size": args.size, "num_objects": args.num_objects,
-        "radius": args.radius, "noise_std": args.noise_std, "objective": args.objective,
+        "radius": args.radius, "noise_std": args.noise_std, "shapes": args.shapes, "palette": args.palette,
+        "objective": args.objective,
         "patch_size": args.patch_size, "model_size": args.model_size, "rope_dims": args.rope_dims,
         "rope_base": args.rope_base, "lr": args.lr})
     console.print(f"[bold]visionpe bench length[/bold]: {len(cfg.seeds)} seeds x {cfg.steps} steps at "
@@ -117,6 +119,10 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
     bench.add_argument("--radius", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                        help="object half-size range in scene units (shorter side = 1)")
     bench.add_argument("--noise-std", type=float, default=None, help="background noise (0: flat background)")
+    bench.add_argument("--shapes", nargs="+", choices=list(VIDEO_SHAPES), default=None,
+                       help="object shapes drawn (default all: disc square triangle)")
+    bench.add_argument("--palette", choices=list(VIDEO_PALETTES), default=None,
+                       help="random contrasting colours (default) or mono: white objects on black")
     bench.add_argument("--objective", choices=["flow", "flow-x", "ddpm"], default=None,
                        help="training objective (default: the preset's)")
     bench.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("T", "H", "W"),

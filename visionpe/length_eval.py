@@ -109,10 +109,10 @@ class LengthEvalConfig:
         if isinstance(model.pe, AxialRoPE) and model.pe.dims[0] == 0:
             raise ValueError("this model's RoPE gives the temporal axis no channels (dims[0] = 0), so no rule can "
                              "act on time; train with a split such as dims=(8, 12, 12)")
-        unknown = sorted(set(self.scene) - {"fps", "num_objects", "speed", "radius", "noise_std"})
+        unknown = sorted(set(self.scene) - {"fps", "num_objects", "speed", "radius", "noise_std", "shapes", "palette"})
         if unknown:
             raise ValueError(f"unknown scene parameters {unknown}; the ground-truth clips take fps, num_objects, "
-                             f"speed, radius and noise_std")
+                             f"speed, radius, noise_std, shapes and palette")
         from .data.video_procedural import ProceduralVideoDataset
 
         ProceduralVideoDataset(1, 1, (h, w), REFERENCE_SEED, **self.scene)   # bad values fail here, not after sampling
@@ -156,7 +156,7 @@ def reference_clips(num_videos: int, frames: int, size: Sequence[int], seed: int
     """Ground-truth procedural clips ``(num_videos, 3, frames, H, W)`` in ``[0, 1]``, from the training distribution.
 
     ``scene`` holds the training clips' scene keywords (``fps``, ``num_objects``, ``speed``, ``radius``,
-    ``noise_std``; see :class:`~visionpe.data.video_procedural.ProceduralVideoDataset`), the defaults
+    ``noise_std``, ``shapes``, ``palette``; see :class:`~visionpe.data.video_procedural.ProceduralVideoDataset`), the defaults
     when ``None``.  The scenes are continuous, so a clip of any length is a fresh rendering (no
     looping, no resampling).
     """

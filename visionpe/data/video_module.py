@@ -51,7 +51,7 @@ class VideoDataModule(L.LightningDataModule):
         train_samples: procedural training scenes per epoch.
         val_samples: procedural validation scenes; folder: the most validation clips taken from ``root``.
         seed: procedural training seed (any non-negative integer except 12345).
-        fps, num_objects, speed, radius, noise_std: procedural scene parameters (see
+        fps, num_objects, speed, radius, noise_std, shapes, palette: procedural scene parameters (see
             :class:`~.video_procedural.ProceduralVideoDataset`).
         clips_per_video, backend, on_error, resize: folder reading (see
             :class:`~.video_folder.VideoFolderDataset`).
@@ -61,8 +61,9 @@ class VideoDataModule(L.LightningDataModule):
                  num_frames: int = 16, size: int | tuple[int, int] = 32, stride: int = 1, batch_size: int = 32,
                  num_workers: int = 0, train_samples: int = 10_000, val_samples: int = 256, seed: int = 0,
                  fps: float = DEFAULT_FPS, num_objects: int = 2, speed: tuple[float, float] = DEFAULT_SPEED,
-                 radius: tuple[float, float] = DEFAULT_RADIUS, noise_std: float = NOISE_STD, clips_per_video: int = 1, backend: str = "auto",
-                 on_error: str = "raise", resize: str = "crop") -> None:
+                 radius: tuple[float, float] = DEFAULT_RADIUS, noise_std: float = NOISE_STD,
+                 shapes: tuple[str, ...] = VIDEO_SHAPES, palette: str = "random", clips_per_video: int = 1,
+                 backend: str = "auto", on_error: str = "raise", resize: str = "crop") -> None:
         super().__init__()
         _check_choice("dataset", dataset, VIDEO_DATASETS)
         if dataset == "folder" and root is None:
@@ -92,7 +93,7 @@ class VideoDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.train_samples, self.val_samples, self.seed = train_samples, val_samples, seed
         self.fps, self.num_objects, self.speed, self.noise_std = float(fps), num_objects, speed, noise_std
-        self.radius = radius
+        self.radius, self.shapes, self.palette = radius, tuple(shapes), palette
         self.clips_per_video, self.backend, self.on_error, self.resize = clips_per_video, backend, on_error, resize
         if dataset == "procedural":
             self._procedural(1, seed)                    # checks the scene parameters now
@@ -112,7 +113,8 @@ class VideoDataModule(L.LightningDataModule):
         """The procedural scene parameters as :class:`~.video_procedural.ProceduralVideoDataset` keywords
         (``fps`` is the clip's frame rate, ``fps / stride``)."""
         return {"fps": self.fps / self.stride, "num_objects": self.num_objects, "speed": tuple(self.speed),
-                "radius": tuple(self.radius), "noise_std": self.noise_std}
+                "radius": tuple(self.radius), "noise_std": self.noise_std, "shapes": self.shapes,
+                "palette": self.palette}
 
     def _folder(self, root: str | Path, train: bool) -> VideoFolderDataset:
         return VideoFolderDataset(root, self.num_frames, self.size, stride=self.stride,

@@ -21,8 +21,11 @@ collide with each other; object 0, the **main object**, is drawn on top and its 
 Background: a static base colour ``U(0.25, 0.75)³`` plus smooth value noise (σ = ``noise_std``,
 default 0.08, per channel) on a lattice with a node every 1/3 scene unit, interpolated with Perlin's
 quintic fade, as in the image tasks (:mod:`.procedural`).  Object colours are at RGB distance
-``≥ 0.35`` from the base colour and from each other.  Object coverage is anti-aliased with 16 samples
-per pixel up to 64 px (shorter side), 4 above, in an n-rooks pattern (every sample has its own ``x``
+``≥ 0.35`` from the base colour and from each other.  Two knobs make the distribution easier to
+learn for a small model: ``shapes`` restricts the shapes drawn (default all three) and
+``palette="mono"`` paints every object white on a black base (the colours are still drawn and then
+replaced, so a scene's positions, sizes and motion do not depend on the palette).  Object coverage
+is anti-aliased with 16 samples per pixel up to 64 px (shorter side), 4 above, in an n-rooks pattern (every sample has its own ``x``
 and ``y`` offset), so an edge moving by a fraction of a pixel changes the coverage in 1/16-px steps
 and moving objects do not flicker.
 
@@ -43,10 +46,11 @@ from torch.utils.data import Dataset
 
 from .procedural import LATTICE_CELLS, NOISE_STD, _axis_weights, _contrasting_colour, supersampling
 
-__all__ = ["VIDEO_SHAPES", "DEFAULT_FPS", "DEFAULT_SPEED", "DEFAULT_RADIUS", "MovingObject", "VideoScene",
+__all__ = ["VIDEO_SHAPES", "VIDEO_PALETTES", "DEFAULT_FPS", "DEFAULT_SPEED", "DEFAULT_RADIUS", "MovingObject", "VideoScene",
            "sample_video_scene", "render_video", "ProceduralVideoDataset"]
 
 VIDEO_SHAPES = ("disc", "square", "triangle")
+VIDEO_PALETTES = ("random", "mono")
 DEFAULT_FPS = 8.0
 DEFAULT_SPEED = (0.2, 0.5)      # scene units (shorter frame side) per second
 DEFAULT_RADIUS = (0.09, 0.15)   # half-side of the bounding box, scene units
@@ -155,6 +159,19 @@ def _check_range(name: str, value: Sequence[float], lo: float, hi: float, strict
     return pair
 
 
+def _check_shapes(shapes: Sequence[str]) -> tuple[str, ...]:
+    names = (shapes,) if isinstance(shapes, str) else tuple(shapes)
+    if not names or any(n not in VIDEO_SHAPES for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"shapes must be distinct names among {', '.join(VIDEO_SHAPES)}, got {shapes!r}")
+    return tuple(n for n in VIDEO_SHAPES if n in names)
+
+
+def _check_palette(palette: str) -> str:
+    if palette not in VIDEO_PALETTES:
+        raise ValueError(f"palette must be one of {', '.join(VIDEO_PALETTES)}, got {palette!r}")
+    return palette
+
+
 def _scene_args(num_objects: int, speed: Sequence[float], radius: Sequence[float],
                 noise_std: float) -> tuple[int, tuple[float, float], tuple[float, float], float]:
     """Checked and normalised scene parameters (see :func:`sample_video_scene`)."""
@@ -173,7 +190,8 @@ def _scene_args(num_objects: int, speed: Sequence[float], radius: Sequence[float
 
 def sample_video_scene(rng: np.random.Generator, extent: tuple[float, float] = (1.0, 1.0), num_objects: int = 2,
                        speed: tuple[float, float] = DEFAULT_SPEED, radius: tuple[float, float] = DEFAULT_RADIUS,
-                       noise_std: float = NOISE_STD) -> VideoScene:
+                       noise_std: float = NOISE_STD, shapes: Sequence[str] = VIDEO_SHAPES,
+                       palette: str = "random") -> VideoScene:
     """Draw one scene in an arena of ``extent = (width, height)`` scene units (the shorter side 1).
 
     Args:
@@ -183,8 +201,12 @@ def sample_video_scene(rng: np.random.Generator, extent: tuple[float, float] = (
         speed: speed range in scene units per second.
         radius: bounding-box half-side range in scene units (``< 0.5`` so every object fits the arena).
         noise_std: standard deviation of the background value noise (0 for a flat background).
+        shapes: the shape names drawn from (uniformly), a subset of :data:`VIDEO_SHAPES`.
+        palette: ``"random"`` (contrasting random colours) or ``"mono"`` (white objects, black base).
     """
     num_objects, speed, radius, noise_std = _scene_args(num_objects, speed, radius, noise_std)
+    allowed = [VIDEO_SHAPES.index(n) for n in _check_shapes(shapes)]
+    mono = _check_palette(palette) == "mono"
     width, height = float(extent[0]), float(extent[1])
     if not (min(width, height) == 1.0 and max(width, height) < math.inf):
         raise ValueError(f"extent must be (width, height) with the shorter side 1, got {extent!r}")
@@ -192,7 +214,7 @@ def sample_video_scene(rng: np.random.Generator, extent: tuple[float, float] = (
     background = rng.uniform(0.25, 0.75, 3)
     colours, objects = [background], []
     for _ in range(num_objects):
-        shape = int(rng.integers(len(VIDEO_SHAPES)))
+        shape = allowed[int(rng.integers(len(allowed)))]
         r = float(rng.uniform(*radius))
         u, w = (float(f) for f in rng.uniform(0.0, 1.0, 2))
         angle = float(rng.uniform(0.0, 2.0 * math.pi))
@@ -200,10 +222,11 @@ def sample_video_scene(rng: np.random.Generator, extent: tuple[float, float] = (
         colour = _contrasting_colour(rng, colours)
         colours.append(colour)
         objects.append(MovingObject(shape, (r + u * (width - 2 * r), r + w * (height - 2 * r)),
-                                    (v * math.cos(angle), v * math.sin(angle)), r, colour))
+                                    (v * math.cos(angle), v * math.sin(angle)), r,
+                                    np.ones(3) if mono else colour))
     nodes = (math.ceil(LATTICE_CELLS * height - 1e-9) + 1, math.ceil(LATTICE_CELLS * width - 1e-9) + 1)
     noise = rng.normal(0.0, noise_std, (*nodes, 3))
-    return VideoScene(objects[0].shape, (width, height), background, noise, tuple(objects))
+    return VideoScene(objects[0].shape, (width, height), np.zeros(3) if mono else background, noise, tuple(objects))
 
 
 def _inside(shape: int) -> Callable[[np.ndarray, np.ndarray, float], np.ndarray]:
@@ -291,11 +314,14 @@ class ProceduralVideoDataset(Dataset):
         speed: object speed range in scene units (shorter frame side) per second.
         radius: bounding-box half-side range in scene units (``< 0.5``).
         noise_std: background value-noise strength (0: flat background).
+        shapes: the shape names drawn (a subset of :data:`VIDEO_SHAPES`; labels stay indices into it).
+        palette: ``"random"`` or ``"mono"`` (white objects on black).
     """
 
     def __init__(self, num_samples: int, num_frames: int, size: int | Sequence[int], seed: int,
                  fps: float = DEFAULT_FPS, num_objects: int = 2, speed: tuple[float, float] = DEFAULT_SPEED,
-                 radius: tuple[float, float] = DEFAULT_RADIUS, noise_std: float = NOISE_STD) -> None:
+                 radius: tuple[float, float] = DEFAULT_RADIUS, noise_std: float = NOISE_STD,
+                 shapes: Sequence[str] = VIDEO_SHAPES, palette: str = "random") -> None:
         self.num_samples = _check_positive_int("num_samples", num_samples)
         self.num_frames = _check_positive_int("num_frames", num_frames)
         self.size = _frame_size(size)
@@ -305,6 +331,7 @@ class ProceduralVideoDataset(Dataset):
             raise ValueError(f"fps must be > 0, got {fps!r}")
         self.seed, self.fps = int(seed), float(fps)
         self.num_objects, self.speed, self.radius, self.noise_std = _scene_args(num_objects, speed, radius, noise_std)
+        self.shapes, self.palette = _check_shapes(shapes), _check_palette(palette)
 
     @property
     def num_classes(self) -> int:
@@ -323,7 +350,8 @@ class ProceduralVideoDataset(Dataset):
         """The scene of item ``index`` for frames of ``size`` (default: the dataset's size)."""
         rng = np.random.default_rng([self.seed, self._check_index(index)])
         extent = _extent(*(self.size if size is None else _frame_size(size)))
-        return sample_video_scene(rng, extent, self.num_objects, self.speed, self.radius, self.noise_std)
+        return sample_video_scene(rng, extent, self.num_objects, self.speed, self.radius, self.noise_std,
+                                  self.shapes, self.palette)
 
     def centres_px(self, index: int, num_frames: int | None = None,
                    size: int | Sequence[int] | None = None) -> np.ndarray:
