@@ -24,7 +24,8 @@ from visionpe.video_io import save_video_grid
 TINY = ["--steps", "2", "--num-videos", "2", "--sample-steps", "2", "--train-frames", "4", "--test-frames", "4", "8",
         "--seeds", "0", "--no-progress", "--num-objects", "1", "--radius", "0.2", "0.3", "--noise-std", "0.05"]
 #: the scene TINY trains on, as the ground-truth clips must render it (fps 8, default speed)
-TINY_SCENE = {"fps": 8.0, "num_objects": 1, "speed": [0.2, 0.5], "radius": [0.2, 0.3], "noise_std": 0.05}
+TINY_SCENE = {"fps": 8.0, "num_objects": 1, "speed": [0.2, 0.5], "radius": [0.2, 0.3], "noise_std": 0.05,
+              "shapes": ["disc", "square", "triangle"], "palette": "random"}
 
 
 def test_temporal_rules_are_the_scaling_objects_for_the_length_ratio():
@@ -72,9 +73,14 @@ def test_reference_clips_follow_the_training_scene():
 def test_procedural_scene_from_saved_data_hyperparameters():
     from visionpe.data.video_module import VideoDataModule, procedural_scene
 
-    data = VideoDataModule(num_frames=4, size=16, stride=2, num_objects=3, radius=(0.1, 0.2), noise_std=0.0)
+    data = VideoDataModule(num_frames=4, size=16, stride=2, num_objects=3, radius=(0.1, 0.2), noise_std=0.0,
+                           shapes=("square",), palette="mono")
     assert procedural_scene(dict(data.hparams)) == {"fps": 4.0, "num_objects": 3, "speed": (0.2, 0.5),
-                                                    "radius": (0.1, 0.2), "noise_std": 0.0}
+                                                    "radius": (0.1, 0.2), "noise_std": 0.0, "shapes": ("square",),
+                                                    "palette": "mono"}
+    # a checkpoint saved before shapes and palette existed renders the default scene
+    old = {k: v for k, v in dict(data.hparams).items() if k not in ("shapes", "palette")}
+    assert procedural_scene(old)["shapes"] == ("disc", "square", "triangle") and procedural_scene(old)["palette"] == "random"
     assert procedural_scene(None) is None
     assert procedural_scene({"dataset": "folder", "root": "clips"}) is None
 
@@ -111,6 +117,7 @@ def test_bench_length_writes_tables_plots_and_samples(bench_dir):
     for key in ("motion", "dynamic", "warp_error", "ssim", "sharpness_ratio_beyond"):
         assert cell[key]["n"] == 1
     assert len(cell["curves"]["top_motion"]) == 7              # one value per consecutive frame pair
+    assert len(cell["curves"]["distance_to_first"]) == 8 and cell["curves"]["distance_to_first"][0] == 0.0
     run = results["runs"][0]
     assert run["rope"]["k"] in (1, 2) and run["rope"]["source"]
     assert run["config"]["scene"] == TINY_SCENE                # ground truth rendered like the training clips

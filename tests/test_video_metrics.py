@@ -281,6 +281,8 @@ def test_video_report_aggregates_every_metric():
     json.dumps(report, allow_nan=False)
     assert (report["num_videos"], report["frames"], report["size"]) == (2, [18], [32, 32])
     assert report["first_repetition"]["frames"] == [6, 6] and report["first_repetition"]["median"] == 6.0
+    curve = report["distance_to_first"]                              # mean over videos: 0 at every loop start
+    assert len(curve) == 18 and [curve[t] for t in (0, 6, 12)] == [0.0, 0.0, 0.0] and min(curve[1:6]) > 5
     assert report["norepeat"]["score"] == 0.0 and len(report["norepeat"]["sensitivity"]) == 7
     assert report["dynamic_degree"]["score"] == 100.0
     assert len(report["quality"]["per_frame"]["sharpness_ratio"]) == 18

@@ -193,7 +193,8 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "norepeat": None, "norepeat_threshold": None,
         "curves": {"top_motion": [_mean([c[t] for c in curves if t < len(c)]) for t in range(max(map(len, curves)))],
                    "sharpness_ratio": quality["per_frame"]["sharpness_ratio"],
-                   "histogram_distance": quality["per_frame"]["histogram_distance"]},
+                   "histogram_distance": quality["per_frame"]["histogram_distance"],
+                   "distance_to_first": report["distance_to_first"]},
     }
     if "norepeat" in report:
         out["norepeat"] = report["norepeat"]["score"]
@@ -532,15 +533,17 @@ def _plot_metrics(path: Path, summary: dict, methods: list[str], lengths: list[i
 
 
 def _plot_frames(path: Path, summary: dict, methods: list[str], frames: int, train_frames: int | None) -> Path:
-    """Per-frame motion (top optical-flow magnitude) and sharpness ratio at the longest length."""
+    """Per-frame motion (top optical-flow magnitude), sharpness ratio and distance to frame 0 at the longest
+    length (a dip of the last at the intrinsic period is a repetition)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), dpi=110)
     for ax, key, label in ((axes[0], "top_motion", "motion between frames t and t+1 (px, top 5%)"),
-                           (axes[1], "sharpness_ratio", "sharpness of frame t / ground truth")):
+                           (axes[1], "sharpness_ratio", "sharpness of frame t / ground truth"),
+                           (axes[2], "distance_to_first", "RMS distance of frame t to frame 0 (0-255)")):
         for method in methods:
             curve = summary.get(method, {}).get(str(frames), {}).get("curves", {}).get(key)
             if curve:

@@ -38,6 +38,7 @@ __all__ = [
     "DISTANCES",
     "FLOW_METHODS",
     "NoRepeatResult",
+    "distance_to_first",
     "dynamic_degree",
     "first_repetition_frame",
     "frame_distances",
@@ -156,6 +157,16 @@ def _check_int(name: str, value: int, minimum: int) -> int:
     return int(value)
 
 
+def distance_to_first(video: torch.Tensor | np.ndarray, distance: str = "rms") -> np.ndarray:
+    """Distance of every frame to frame 0 (0–255 scale): ``(T,)`` float64, ``[0] = 0``.
+
+    A video that loops with period ``N`` comes back to 0 at ``t = N``; averaged over videos, a dip of
+    this curve at the intrinsic period is the repetition RIFLEx describes.
+    """
+    frames = to_frames(video)
+    return frame_distances(frames, np.broadcast_to(frames[:1], frames.shape), distance)
+
+
 def first_repetition_frame(video: torch.Tensor | np.ndarray, min_gap: int = 4, tolerance: float = 0.1,
                            distance: str = "rms", resolution: tuple[int, int] | None = None) -> int | None:
     """The frame where the video first comes back to its first frame: RIFLEx's ``N`` (Eq. 7).
@@ -192,7 +203,7 @@ def first_repetition_frame(video: torch.Tensor | np.ndarray, min_gap: int = 4, t
     if len(frames) <= min_gap:
         raise ValueError(f"the video has {len(frames)} frames; a repetition after min_gap={min_gap} frames needs "
                          f"at least {min_gap + 1} frames (lower min_gap or pass a longer video)")
-    d = frame_distances(frames, np.broadcast_to(frames[:1], frames.shape), distance)
+    d = distance_to_first(frames, distance)
     last = len(d) - 1
     candidates = [t for t in range(min_gap, last + 1) if d[t] < d[t - 1] and (t == last or d[t] <= d[t + 1])]
     if not candidates:
@@ -619,7 +630,8 @@ def video_report(videos: Sequence[torch.Tensor | np.ndarray] | torch.Tensor, ref
         per_video: keep per-video details (otherwise only the aggregates).
 
     Returns:
-        ``{"num_videos", "frames", "size", "first_repetition": {"frames", "median"},
+        ``{"num_videos", "frames", "size", "first_repetition": {"frames", "median"}, "distance_to_first"
+        (the mean over videos of :func:`distance_to_first` at each frame index),
         "norepeat": {...} (with ``period``), "dynamic_degree": {"score", "mean_motion", "top_motion", ...},
         "temporal_consistency": {"warp_error", "ssim", ...}, "quality": {per-frame means and summaries}}``.
         ``score`` values are percentages of videos; ``first_repetition["median"]`` is ``None`` when no
@@ -636,7 +648,8 @@ def video_report(videos: Sequence[torch.Tensor | np.ndarray] | torch.Tensor, ref
         "num_videos": len(frames), "frames": sorted({len(v) for v in frames}),
         "size": list(next(iter(sizes))) if len(sizes) == 1 else None,
         "first_repetition": {"frames": firsts, "median": float(np.median(found)) if found else None,
-                             "min_gap": min_gap}}
+                             "min_gap": min_gap},
+        "distance_to_first": _per_frame_mean([distance_to_first(v).tolist() for v in frames])}
     if period is not None:
         nr = norepeat_score(frames, period, window, threshold)
         nr["sensitivity"] = norepeat_sensitivity(nr["videos"], sensitivity)
