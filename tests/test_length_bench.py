@@ -22,7 +22,9 @@ from visionpe.training.video_diffusion import VideoDiffusionModule
 from visionpe.video_io import save_video_grid
 
 TINY = ["--steps", "2", "--num-videos", "2", "--sample-steps", "2", "--train-frames", "4", "--test-frames", "4", "8",
-        "--seeds", "0", "--no-progress", "--num-objects", "1", "--radius", "0.2", "0.3", "--noise-std", "0.05"]
+        "--seeds", "0", "--no-progress", "--num-objects", "1", "--radius", "0.2", "0.3", "--noise-std", "0.05",
+        "--shapes", "disc", "square", "triangle", "--palette", "random", "--rope-base", "100",
+        "--size", "32", "--patch-size", "1", "8", "8"]
 #: the scene TINY trains on, as the ground-truth clips must render it (fps 8, default speed)
 TINY_SCENE = {"fps": 8.0, "num_objects": 1, "speed": [0.2, 0.5], "radius": [0.2, 0.3], "noise_std": 0.05,
               "shapes": ["disc", "square", "triangle"], "palette": "random"}
@@ -246,15 +248,28 @@ def test_bench_length_model_options_reach_the_config(monkeypatch, tmp_path):
     default = lb.length_config_from_args(None, {})
     assert cfg.run_key() != default.run_key()          # a different model: not mistaken for a finished seed
     with pytest.raises(SystemExit):
-        main(["bench", "length", "--shapes", "square", "--palette", "mono", "--out", str(tmp_path)])
+        main(["bench", "length", "--shapes", "disc", "triangle", "--palette", "random", "--out", str(tmp_path)])
     scene = seen["cfg"]
-    assert (scene.shapes, scene.palette) == (["square"], "mono")
-    assert scene.data(0).scene["shapes"] == ("square",) and scene.eval_config(0).scene["palette"] == "mono"
+    assert (scene.shapes, scene.palette) == (["disc", "triangle"], "random")
+    assert scene.data(0).scene["shapes"] == ("disc", "triangle") and scene.eval_config(0).scene["palette"] == "random"
     assert scene.run_key() != default.run_key()
-    # the default scene keeps the key it had before shapes and palette existed (finished runs stay reusable)
-    old = {k: getattr(default, k) for k in ("train_frames", "size", "num_objects", "radius", "noise_std", "patch_size",
-                                            "model_size", "rope_dims", "rope_base", "objective", "steps",
-                                            "batch_size", "lr")}
+    assert (default.shapes, default.palette, default.rope_base, default.size) == (["square"], "mono", 16.0, 16)
+    # a random-colour scene of all shapes keeps the key it had before shapes and palette existed
+    full = lb.LengthBenchConfig(shapes=["disc", "square", "triangle"], palette="random")
+    old = {k: getattr(full, k) for k in ("train_frames", "size", "num_objects", "radius", "noise_std", "patch_size",
+                                         "model_size", "rope_dims", "rope_base", "objective", "steps",
+                                         "batch_size", "lr")}
     import hashlib
     import json
-    assert default.run_key() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+    assert full.run_key() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def test_report_states_a_shared_intrinsic_component_once(bench_dir, tmp_path):
+    record = json.loads((bench_dir / "seed0" / "eval.json").read_text())
+    same = write_length_reports(tmp_path / "same", [record, {**record, "seed": 1}], {}, 4)
+    md = (tmp_path / "same" / "results.md").read_text()
+    assert f"the same in all 2 runs: k={record['rope']['k']}" in md and md.count(record["rope"]["source"]) == 1
+    assert same["summary"]["none"]["8"]["motion"]["n"] == 2
+    other = {**record, "seed": 1, "rope": {**record["rope"], "k": record["rope"]["k"] + 1}}
+    write_length_reports(tmp_path / "differ", [record, other], {}, 4)
+    assert "intrinsic component per run: k=" in (tmp_path / "differ" / "results.md").read_text()

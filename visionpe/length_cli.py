@@ -104,34 +104,34 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
 
     bench = bench_parser.add_parser("length", help="train a video DiT per seed on procedural clips and compare "
                                                    "RoPE rules at 1x-3x the training length")
-    bench.add_argument("--quick", action="store_true", help="small preset (1 seed, 8 frames; about 5 minutes "
+    bench.add_argument("--quick", action="store_true", help="small preset (1 seed, 3000 steps, 8 videos; about 5 minutes "
                                                             "on 2 CPU cores)")
     bench.add_argument("--rules", type=_rules, default=None, help=f"comma-separated rules (default {','.join(RULES)})")
-    bench.add_argument("--train-frames", type=int, default=None, help="training length in frames (default 16)")
-    bench.add_argument("--test-frames", nargs="+", type=int, default=None, help="test lengths (default 16 32 48)")
+    bench.add_argument("--train-frames", type=int, default=None, help="training length in frames (default 8)")
+    bench.add_argument("--test-frames", nargs="+", type=int, default=None, help="test lengths (default 8 16 24)")
     bench.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default 0 1 2)")
     bench.add_argument("--steps", type=int, default=None, help="training steps per seed (default 6000)")
     bench.add_argument("--batch-size", type=int, default=None, help="batch size (default 16)")
     bench.add_argument("--num-videos", type=int, default=None, help="videos per rule and length (default 32)")
     bench.add_argument("--sample-steps", type=int, default=None, help="sampler steps (default 25)")
-    bench.add_argument("--size", type=int, default=None, help="frame size in px (default: the preset's)")
-    bench.add_argument("--num-objects", type=int, default=None, help="objects per procedural clip")
+    bench.add_argument("--size", type=int, default=None, help="frame size in px (default 16)")
+    bench.add_argument("--num-objects", type=int, default=None, help="objects per procedural clip (default 1)")
     bench.add_argument("--radius", type=float, nargs=2, default=None, metavar=("LO", "HI"),
-                       help="object half-size range in scene units (shorter side = 1)")
-    bench.add_argument("--noise-std", type=float, default=None, help="background noise (0: flat background)")
+                       help="object half-size range in scene units (shorter side = 1; default 0.2 0.2)")
+    bench.add_argument("--noise-std", type=float, default=None, help="background noise (default 0: flat background)")
     bench.add_argument("--shapes", nargs="+", choices=list(VIDEO_SHAPES), default=None,
-                       help="object shapes drawn (default all: disc square triangle)")
+                       help="object shapes drawn (default square)")
     bench.add_argument("--palette", choices=list(VIDEO_PALETTES), default=None,
-                       help="random contrasting colours (default) or mono: white objects on black")
+                       help="random contrasting colours or mono: white objects on black (default mono)")
     bench.add_argument("--objective", choices=["flow", "flow-x", "ddpm"], default=None,
-                       help="training objective (default: the preset's)")
+                       help="training objective (default flow-x)")
     bench.add_argument("--patch-size", type=int, nargs=3, default=None, metavar=("T", "H", "W"),
-                       help="3D patch of the video DiT (default 1 8 8)")
+                       help="3D patch of the video DiT (default 1 4 4)")
     bench.add_argument("--model-size", choices=list(VIDEO_DIT_SIZES), default=None,
                        help="video DiT size (default tiny-cpu)")
     bench.add_argument("--rope-dims", type=int, nargs=3, default=None, metavar=("DT", "DH", "DW"),
                        help="rotary dims per axis, summing to the head dim (default 8 12 12)")
-    bench.add_argument("--rope-base", type=float, default=None, help="RoPE base of every axis (default 256)")
+    bench.add_argument("--rope-base", type=float, default=None, help="RoPE base of every axis (default 16)")
     bench.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 5e-4)")
     bench.add_argument("--k", type=int, default=None, help="RIFLEx component (default: estimated per seed)")
     bench.add_argument("--riflex-mode", choices=["repo", "paper"], default=None, help="RIFLEx mode (default repo)")

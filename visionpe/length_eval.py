@@ -461,8 +461,11 @@ def write_length_reports(out: str | Path, records: Sequence[dict[str, Any]], con
         lines.append(f"Trained on {train_frames} frames; columns are test lengths in frames (* = training length).")
     ks = [r.get("rope") for r in records if r.get("rope")]
     if ks:
-        k_text = ", ".join(f"k={r['k']} (period {r['period']:.1f} latent frames; {r['source']})" for r in ks)
-        lines.append(f"RIFLEx intrinsic component per run: {k_text}.")
+        texts = [f"k={r['k']} (period {r['period']:.1f} latent frames; {r['source']})" for r in ks]
+        if len(set(texts)) == 1 and len(texts) > 1:
+            lines.append(f"RIFLEx intrinsic component, the same in all {len(texts)} runs: {texts[0]}.")
+        else:
+            lines.append(f"RIFLEx intrinsic component per run: {', '.join(texts)}.")
     if seeds > 1:
         lines.append(f"Cells are mean ± std over {seeds} runs (seeds).")
     thresholds = {t: records[0]["metrics"].get("ground truth", {}).get(str(t), {}).get("norepeat_threshold")
