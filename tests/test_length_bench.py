@@ -273,3 +273,10 @@ def test_report_states_a_shared_intrinsic_component_once(bench_dir, tmp_path):
     other = {**record, "seed": 1, "rope": {**record["rope"], "k": record["rope"]["k"] + 1}}
     write_length_reports(tmp_path / "differ", [record, other], {}, 4)
     assert "intrinsic component per run: k=" in (tmp_path / "differ" / "results.md").read_text()
+
+
+def test_cli_scene_choices_match_the_dataset():
+    from visionpe import length_cli
+    from visionpe.data.video_procedural import VIDEO_PALETTES, VIDEO_SHAPES
+
+    assert (length_cli.SCENE_SHAPES, length_cli.SCENE_PALETTES) == (VIDEO_SHAPES, VIDEO_PALETTES)

@@ -6,11 +6,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .data.video_procedural import VIDEO_PALETTES, VIDEO_SHAPES
 from .models.sizes import VIDEO_DIT_SIZES
 from .scaling import LENGTH_RULES as RULES
 
 __all__ = ["add_parsers"]
+
+#: the procedural scene's shapes and palettes (``data.video_procedural``, which imports torch: the parser must not)
+SCENE_SHAPES = ("disc", "square", "triangle")
+SCENE_PALETTES = ("random", "mono")
 
 
 def _cmd_eval_length(args: argparse.Namespace, console: Console) -> int:
@@ -119,9 +122,9 @@ def add_parsers(eval_parser: argparse._SubParsersAction, bench_parser: argparse.
     bench.add_argument("--radius", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                        help="object half-size range in scene units (shorter side = 1; default 0.2 0.2)")
     bench.add_argument("--noise-std", type=float, default=None, help="background noise (default 0: flat background)")
-    bench.add_argument("--shapes", nargs="+", choices=list(VIDEO_SHAPES), default=None,
+    bench.add_argument("--shapes", nargs="+", choices=list(SCENE_SHAPES), default=None,
                        help="object shapes drawn (default square)")
-    bench.add_argument("--palette", choices=list(VIDEO_PALETTES), default=None,
+    bench.add_argument("--palette", choices=list(SCENE_PALETTES), default=None,
                        help="random contrasting colours or mono: white objects on black (default mono)")
     bench.add_argument("--objective", choices=["flow", "flow-x", "ddpm"], default=None,
                        help="training objective (default flow-x)")
