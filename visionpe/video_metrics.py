@@ -158,10 +158,18 @@ def _check_int(name: str, value: int, minimum: int) -> int:
 
 
 def distance_to_first(video: torch.Tensor | np.ndarray, distance: str = "rms") -> np.ndarray:
-    """Distance of every frame to frame 0 (0–255 scale): ``(T,)`` float64, ``[0] = 0``.
+    """Distance of every frame to frame 0 (0–255 scale).
 
     A video that loops with period ``N`` comes back to 0 at ``t = N``; averaged over videos, a dip of
     this curve at the intrinsic period is the repetition RIFLEx describes.
+
+    Args:
+        video: ``(T, H, W, 3)`` uint8, or a float video ``(C, T, H, W)`` in ``[0, 1]`` (see
+            :func:`to_frames`).
+        distance: ``"rms"`` or ``"l2"`` (:func:`frame_distances`).
+
+    Returns:
+        ``(T,)`` float64, ``[0] = 0``.
     """
     frames = to_frames(video)
     return frame_distances(frames, np.broadcast_to(frames[:1], frames.shape), distance)

@@ -25,9 +25,9 @@ quintic fade, as in the image tasks (:mod:`.procedural`).  Object colours are at
 learn for a small model: ``shapes`` restricts the shapes drawn (default all three) and
 ``palette="mono"`` paints every object white on a black base (the colours are still drawn and then
 replaced, so a scene's positions, sizes and motion do not depend on the palette).  Object coverage
-is anti-aliased with 16 samples per pixel up to 64 px (shorter side), 4 above, in an n-rooks pattern (every sample has its own ``x``
-and ``y`` offset), so an edge moving by a fraction of a pixel changes the coverage in 1/16-px steps
-and moving objects do not flicker.
+is anti-aliased with 16 samples per pixel up to 64 px (shorter side), 4 above, in an n-rooks pattern
+(every sample has its own ``x`` and ``y`` offset), so an edge moving by a fraction of a pixel changes
+the coverage in 1/16-px steps and moving objects do not flicker.
 
 Item ``i`` of a :class:`ProceduralVideoDataset` is drawn from ``numpy.random.default_rng([seed, i])``;
 the objects' draws come first and do not depend on the frame size, so the same index gives the same
@@ -46,8 +46,8 @@ from torch.utils.data import Dataset
 
 from .procedural import LATTICE_CELLS, NOISE_STD, _axis_weights, _contrasting_colour, supersampling
 
-__all__ = ["VIDEO_SHAPES", "VIDEO_PALETTES", "DEFAULT_FPS", "DEFAULT_SPEED", "DEFAULT_RADIUS", "MovingObject", "VideoScene",
-           "sample_video_scene", "render_video", "ProceduralVideoDataset"]
+__all__ = ["VIDEO_SHAPES", "VIDEO_PALETTES", "DEFAULT_FPS", "DEFAULT_SPEED", "DEFAULT_RADIUS", "MovingObject",
+           "VideoScene", "sample_video_scene", "render_video", "ProceduralVideoDataset"]
 
 VIDEO_SHAPES = ("disc", "square", "triangle")
 VIDEO_PALETTES = ("random", "mono")
